@@ -1,0 +1,325 @@
+"""``nasflow`` command line: search | derive | retrain | evaluate | track-parent | schema.
+
+Each verb reads composed params (``--params`` files merged in order, then ``--set`` overrides),
+takes its input and output paths as arguments, writes its outputs atomically, and on bad input
+prints one line naming the file and key and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from nasflow.errors import NasflowError
+
+EXIT_USAGE = 2
+
+
+def _add_params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", action="append", required=True, metavar="FILE",
+                   help="params YAML; repeat to compose (dataset, method, profile: later wins)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one value, e.g. --set search.seed=3 (repeatable)")
+
+
+def _add_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-name", default=None, help="MLflow run name (default: from the output)")
+    p.add_argument("--parent-run-id", default=os.environ.get("NASFLOW_PARENT_RUN_ID"),
+                   help="MLflow parent run id, or a JSON file written by `track-parent` "
+                        "(default: $NASFLOW_PARENT_RUN_ID)")
+
+
+def _add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="where per-epoch checkpoints live (default: checkpoints/<out>); a re-run "
+                        "resumes from the last one")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nasflow", description="Differentiable NAS (DARTS, DropNAS, ...) as pipeline stages.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("search", help="train the supernet and the architecture parameters",
+                       description="Search a cell: writes OUT/search.json and OUT/config.json.")
+    _add_params(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_checkpoint(p)
+    _add_tracking(p)
+
+    p = sub.add_parser("derive", help="read a discrete genotype off a search's alphas",
+                       description="Derive the genotype (DARTS rule, see params `derive`).")
+    _add_params(p)
+    p.add_argument("--search", type=Path, required=True, help="search.json of a search run")
+    p.add_argument("--out", type=Path, required=True, help="genotype JSON to write")
+
+    p = sub.add_parser("retrain", help="train the derived network from scratch",
+                       description="Retrain a genotype: writes OUT/retrain.json, OUT/model.pt.")
+    _add_params(p)
+    p.add_argument("--genotype", required=True,
+                   help="genotype JSON, or a published name (DARTS_V1, DARTS_V2, DropNAS_C10)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_checkpoint(p)
+    _add_tracking(p)
+
+    p = sub.add_parser("evaluate", help="test error, params, MACs of retrained weights",
+                       description="Evaluate retrained weights on the held-out test split.")
+    _add_params(p)
+    p.add_argument("--genotype", required=True, help="genotype JSON or published name")
+    p.add_argument("--weights", type=Path, required=True, help="model.pt from `retrain`")
+    p.add_argument("--out", type=Path, required=True, help="result JSON to write")
+    _add_tracking(p)
+
+    p = sub.add_parser("track-parent", help="open the MLflow parent run of one result",
+                       description="Create an MLflow parent run; write {'run_id': ...} to OUT.")
+    _add_params(p)
+    p.add_argument("--name", required=True, help="run name, e.g. digits_dropnas_s0")
+    p.add_argument("--out", type=Path, required=True, help="JSON file for the run id")
+
+    p = sub.add_parser("schema", help="write the JSON schema of a run config",
+                       description="JSON schema generated from the pydantic params models.")
+    p.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+# ---- helpers -------------------------------------------------------------------------------
+def _config(args):
+    from nasflow.config import load_config
+
+    return load_config(args.params, args.overrides)
+
+
+def _parent_id(value: str | None) -> str | None:
+    if value and value.endswith(".json"):
+        from nasflow.io import read_json
+
+        return read_json(value).get("run_id")
+    return value or None
+
+
+def _checkpoint_dir(args) -> Path:
+    if args.checkpoint_dir is not None:
+        return args.checkpoint_dir
+    out = args.out
+    if out.is_absolute():
+        return out.parent / f".{out.name}.checkpoints"
+    return Path("checkpoints") / out
+
+
+@contextlib.contextmanager
+def _atomic_dir(out: Path) -> Iterator[Path]:
+    """Build a folder beside ``out`` and swap it in at the end: no half-written outputs."""
+    from nasflow.io import atomic_path
+
+    with atomic_path(out.parent / f".{out.name}.probe"):
+        pass  # creates and checks the parent folder; raises a clear error if unwritable
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _tracker(config, stage: str, args, run_name: str):
+    from nasflow.config import resolved
+
+    if not config.tracking.enabled:
+        yield None
+        return
+    from nasflow.tracking import Tracker
+
+    with Tracker.start(config.tracking, stage=stage, run_name=args.run_name or run_name,
+                       parent_run_id=_parent_id(args.parent_run_id),
+                       params_dict=resolved(config),
+                       tags={"nasflow.dataset": config.dataset.name,
+                             "nasflow.method": config.method.name}) as tracker:
+        yield tracker
+
+
+def _say(msg: str) -> None:
+    print(f"nasflow: {msg}", file=sys.stderr)
+
+
+# ---- verbs ---------------------------------------------------------------------------------
+def cmd_search(args) -> None:
+    from nasflow.config import resolved
+    from nasflow.genotype import Genotype
+    from nasflow.io import write_json
+    from nasflow.train.search import run_search
+
+    config = _config(args)
+    ckpt = _checkpoint_dir(args)
+    _say(f"search {config.method.name} on {config.dataset.name}: outputs -> {args.out}, "
+         f"checkpoints -> {ckpt}")
+    with _tracker(config, "search", args, f"search:{args.out}") as tracker:
+        if tracker is not None and tracker.run_id:
+            from nasflow.tracking import tracking_uri
+
+            _say(f"MLflow run {tracker.run_id} at {tracking_uri()} (browse: mlflow ui)")
+        record = run_search(config, args.out, ckpt, tracker)
+        record["mlflow_run_id"] = getattr(tracker, "run_id", None)
+        with _atomic_dir(args.out) as tmp:
+            write_json(tmp / "search.json", record)
+            write_json(tmp / "config.json", resolved(config))
+            Genotype.model_validate(record["genotype"]).save(tmp / "genotype.json")
+        if tracker is not None:
+            _log_search_artifacts(tracker, args.out, record)
+    _say(f"search done in {record['wall_time_s']:.1f}s; genotype in {args.out / 'genotype.json'}")
+
+
+def _log_search_artifacts(tracker, out: Path, record: dict) -> None:
+    import numpy as np
+
+    from nasflow.genotype import Genotype
+    from nasflow.report import plots
+
+    tracker.log_artifact(out / "search.json")
+    tracker.log_artifact(out / "genotype.json")
+    genotype = Genotype.model_validate(record["genotype"])
+    for cell in ("normal", "reduce"):
+        tracker.log_figure(plots.cell_diagram(genotype, cell), f"cell_{cell}.png")
+        probs = np.asarray(record["probabilities"][cell])
+        tracker.log_figure(plots.alpha_heatmap(probs, record["edge_ops"][cell],
+                                               f"{record['method']} {cell} softmax(alpha)"),
+                           f"alpha_heatmap_{cell}.png")
+        traj = [np.asarray(h["probabilities"][cell]) for h in record["history"]]
+        tracker.log_figure(plots.alpha_trajectories(traj, record["edge_ops"][cell], None,
+                                                    f"{record['method']} {cell}"),
+                           f"alpha_trajectories_{cell}.png")
+    tracker.log_figure(plots.learning_curves(record["history"], ["train_loss", "train_acc"],
+                                             "search"), "search_curves.png")
+
+
+def cmd_derive(args) -> None:
+    from nasflow.genotype import derive_genotype
+    from nasflow.io import read_json
+
+    config = _config(args)
+    record = read_json(args.search)
+    try:
+        import numpy as np
+
+        genotype = derive_genotype(
+            np.asarray(record["alphas"]["normal"]), np.asarray(record["alphas"]["reduce"]),
+            record["edge_ops"]["normal"], record["edge_ops"]["reduce"], config.space.nodes,
+            rank_by=config.derive.rank_by, edges_per_node=config.derive.edges_per_node)
+    except KeyError as exc:
+        raise NasflowError(f"{args.search}: missing key {exc} (not a search.json?)") from None
+    genotype.save(args.out)
+    _say(f"genotype ({config.derive.rank_by} ranking) -> {args.out}")
+
+
+def cmd_retrain(args) -> None:
+    from nasflow.config import resolved
+    from nasflow.genotype import resolve_genotype
+    from nasflow.io import write_json
+    from nasflow.train.retrain import run_retrain
+
+    config = _config(args)
+    genotype = resolve_genotype(args.genotype)
+    ckpt = _checkpoint_dir(args)
+    _say(f"retrain on {config.dataset.name}: outputs -> {args.out}, checkpoints -> {ckpt}")
+    with _tracker(config, "retrain", args, f"retrain:{args.out}") as tracker:
+        with _atomic_dir(args.out) as tmp:
+            record = run_retrain(config, genotype, tmp, ckpt, tracker)
+            record["weights"] = str(args.out / "model.pt")
+            record["mlflow_run_id"] = getattr(tracker, "run_id", None)
+            write_json(tmp / "retrain.json", record)
+            write_json(tmp / "config.json", resolved(config))
+        if tracker is not None:
+            tracker.log_artifact(args.out / "retrain.json")
+            from nasflow.report import plots
+
+            tracker.log_figure(plots.learning_curves(
+                record["history"], ["train_loss", "train_acc", "test_acc"], "retrain"),
+                "retrain_curves.png")
+    _say(f"retrain done in {record['wall_time_s']:.1f}s; final test acc "
+         f"{record['final_test_acc']}")
+
+
+def cmd_evaluate(args) -> None:
+    from nasflow.config import resolved
+    from nasflow.genotype import resolve_genotype
+    from nasflow.io import read_json, write_json
+    from nasflow.train.retrain import run_evaluate
+
+    config = _config(args)
+    genotype = resolve_genotype(args.genotype)
+    retrain_json = args.weights.parent / "retrain.json"
+    retrain_record = read_json(retrain_json) if retrain_json.exists() else None
+    with _tracker(config, "evaluate", args, f"evaluate:{args.out}") as tracker:
+        result = run_evaluate(config, genotype, args.weights, retrain_record)
+        result["genotype"] = genotype.model_dump(mode="json")
+        result["config"] = resolved(config)
+        result["mlflow_run_id"] = getattr(tracker, "run_id", None)
+        if tracker is not None:
+            tracker.log_metrics({k: float(v) for k, v in result.items()
+                                 if isinstance(v, int | float) and not isinstance(v, bool)}, step=0)
+        write_json(args.out, result)
+    _say(f"test error {result['top1_err']:.2f}% (top-5 {result['top5_err']:.2f}%), "
+         f"{result['params_m']:.3f}M params, {result['macs_m']:.1f}M MACs -> {args.out}")
+
+
+def cmd_track_parent(args) -> None:
+    from nasflow.config import resolved
+    from nasflow.io import write_json
+
+    config = _config(args)
+    run_id = None
+    if config.tracking.enabled:
+        from nasflow.tracking import create_parent_run
+
+        run_id = create_parent_run(config.tracking, args.name,
+                                   tags={"nasflow.dataset": config.dataset.name,
+                                         "nasflow.method": config.method.name},
+                                   params_dict=resolved(config))
+    write_json(args.out, {"run_id": run_id, "name": args.name})
+
+
+def cmd_schema(args) -> None:
+    from nasflow.config import json_schema
+    from nasflow.io import write_json
+
+    write_json(args.out, json_schema())
+
+
+COMMANDS = {"search": cmd_search, "derive": cmd_derive, "retrain": cmd_retrain,
+            "evaluate": cmd_evaluate, "track-parent": cmd_track_parent, "schema": cmd_schema}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except NasflowError as exc:
+        print(f"nasflow: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("nasflow: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+    except _oom_types() as exc:  # noqa: B030 - tuple built at runtime
+        print(f"nasflow: error: out of memory ({str(exc).splitlines()[0]}); lower "
+              "search.batch_size / retrain.batch_size, or use runtime.amp: bf16", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _oom_types() -> tuple[type[BaseException], ...]:
+    import torch
+
+    return (torch.OutOfMemoryError, MemoryError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Atomic file output and safe loading.
+
+Every output goes through a temporary file in the same folder and ``os.replace``, so a killed
+job leaves either the old file or the new one, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nasflow.errors import CheckpointError, NasflowError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it over ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NasflowError(f"{path.parent}: cannot create output folder ({exc.strerror})") from exc
+    if not os.access(path.parent, os.W_OK):
+        raise NasflowError(f"{path.parent}: output folder is not writable")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise NasflowError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise NasflowError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Save ``state`` atomically with a SHA-256 sidecar so truncation is detected on load."""
+    import torch
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+        digest = sha256_file(tmp)
+    write_text(path.with_suffix(path.suffix + ".sha256"), digest + "\n")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint`; refuse a corrupt or truncated one.
+
+    Uses ``weights_only=True``: a checkpoint holds tensors and plain Python containers only.
+    """
+    import torch
+
+    path = Path(path)
+    sidecar = path.with_suffix(path.suffix + ".sha256")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{path}: checkpoint has no checksum file {sidecar.name}; refusing it")
+    expected = sidecar.read_text().strip()
+    if sha256_file(path) != expected:
+        raise CheckpointError(
+            f"{path}: checkpoint is truncated or corrupt (SHA-256 mismatch); delete it to restart"
+        )
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise CheckpointError(f"{path}: checkpoint cannot be read ({exc})") from exc

@@ -1,0 +1,192 @@
+"""The search-method interface (after NASLib's optimizer: set up on a space, ``step`` on
+batches, read off a genotype) with hooks for what differs between DARTS-family methods.
+
+A method owns the architecture parameters (one (edges, K) alpha tensor per cell type), the
+optimizers and the update rule. The supernet holds only operation weights ``w``. To add a
+method: subclass :class:`SearchMethod` (or :class:`~nasflow.methods.darts.DARTS`), give it a
+``Params`` model with ``name: Literal["..."]`` and decorate it with :func:`register_method`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasflow.genotype import Genotype, derive_genotype
+from nasflow.params import DeriveParams, SearchParams, StrictModel
+from nasflow.spaces.cell_space import CELL_TYPES, CellSpace
+from nasflow.spaces.supernet import ActiveOps, SearchNetwork, active_from_mask
+
+METHODS: dict[str, type[SearchMethod]] = {}
+
+# Padded (non-existent) op columns: a large negative logit, so they get ~0 weight. Not -inf,
+# which would turn a 0 * inf into NaN in gradients.
+_PAD_LOGIT = -1e9
+
+
+class MethodParamsBase(StrictModel):
+    name: str
+
+
+def register_method(cls: type[SearchMethod]) -> type[SearchMethod]:
+    name = cls.Params.model_fields["name"].default
+    if not name:
+        raise TypeError(f"{cls.__name__}.Params.name needs a default (the method's name)")
+    METHODS[name] = cls
+    cls.name = name
+    return cls
+
+
+class SearchMethod:
+    """Base class. Subclasses override the hooks, rarely ``step`` itself."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[MethodParamsBase]] = MethodParamsBase
+    #: bilevel methods need a held-out batch for alpha (``train_portion`` split)
+    bilevel: ClassVar[bool] = True
+
+    def __init__(self, params: MethodParamsBase, search: SearchParams):
+        self.params = params
+        self.search = search
+        self.model: SearchNetwork | None = None
+        self.alphas: dict[str, nn.Parameter] = {}
+        self.epoch = 0
+
+    # ---- set-up --------------------------------------------------------------------------
+    def adapt_search_space(self, model: SearchNetwork, space: CellSpace, device: torch.device,
+                           generator: torch.Generator | None = None) -> None:
+        """Create alphas (init ``alpha_init_std * randn``, DARTS) and optimizers for ``model``."""
+        self.model, self.space, self.device = model, space, device
+        self.valid = {c: space.valid(c) for c in CELL_TYPES}
+        self._valid_t = {c: torch.as_tensor(v, device=device) for c, v in self.valid.items()}
+        for cell in CELL_TYPES:
+            init = torch.randn(space.n_edges, space.width, generator=generator)
+            init = init.mul_(self.search.alpha_init_std).masked_fill_(
+                ~torch.as_tensor(self.valid[cell]), _PAD_LOGIT)
+            self.alphas[cell] = nn.Parameter(init.to(device))
+        self._all_active = {c: active_from_mask(self.valid[c], space.edge_ops[c])
+                            for c in CELL_TYPES}
+        self.w_optimizer = self.make_w_optimizer()
+        self.alpha_optimizer = self.make_alpha_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optimizer, T_max=self.search.epochs, eta_min=self.search.w_lr_min)
+
+    def make_w_optimizer(self) -> torch.optim.Optimizer:
+        s = self.search
+        return torch.optim.SGD(self.model.parameters(), s.w_lr, momentum=s.w_momentum,
+                               weight_decay=s.w_weight_decay)
+
+    def make_alpha_optimizer(self) -> torch.optim.Optimizer:
+        s = self.search
+        return torch.optim.Adam(self.arch_parameters(), lr=s.alpha_lr, betas=s.alpha_betas,
+                                weight_decay=s.alpha_weight_decay)
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas[c] for c in CELL_TYPES]
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def sample_active(self) -> dict[str, np.ndarray] | None:
+        """Which ops run this step, as host-side (edges, K) bool masks; None: all valid ops."""
+        return None
+
+    def op_weights(self, masks: dict[str, np.ndarray] | None) -> dict[str, torch.Tensor]:
+        """How alphas become op weights: DARTS' softmax over each edge's ops (Eq. 2)."""
+        return {c: F.softmax(a, dim=-1) for c, a in self.alphas.items()}
+
+    def arch_regularizer(self) -> torch.Tensor | None:
+        """Extra loss on alphas added to the architecture loss (beta-DARTS, ...)."""
+        return None
+
+    def new_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    # ---- shared pieces -------------------------------------------------------------------
+    def active_ops(self, masks: dict[str, np.ndarray] | None) -> ActiveOps:
+        if masks is None:
+            return self._all_active
+        return {c: active_from_mask(masks[c] & self.valid[c], self.space.edge_ops[c])
+                for c in CELL_TYPES}
+
+    def forward(self, x: torch.Tensor, masks: dict[str, np.ndarray] | None = None,
+                return_features: bool = False):
+        return self.model(x, self.op_weights(masks), self.active_ops(masks),
+                          return_features=return_features)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, masks=None) -> tuple[torch.Tensor, Any]:
+        logits = self.forward(x, masks)
+        return F.cross_entropy(logits, y), logits
+
+    def clip_w(self, max_norm: float) -> torch.Tensor:
+        # foreach clipping; returns the norm as a tensor (no host sync)
+        return nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
+
+    def lr(self) -> float:
+        return self.w_optimizer.param_groups[0]["lr"]
+
+    def end_epoch(self) -> None:
+        self.scheduler.step()
+
+    def step(self, train_batch, val_batch=None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # ---- read-outs -----------------------------------------------------------------------
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """Softmax of alphas per cell type (padded columns ~0), on the host."""
+        with torch.no_grad():
+            return {c: F.softmax(a.float(), dim=-1).cpu().numpy() for c, a in self.alphas.items()}
+
+    def alpha_values(self) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            return {c: a.float().cpu().numpy() for c, a in self.alphas.items()}
+
+    def genotype(self, derive: DeriveParams | None = None) -> Genotype:
+        derive = derive or DeriveParams()
+        a = self.alpha_values()
+        return derive_genotype(a["normal"], a["reduce"], self.space.edge_ops["normal"],
+                               self.space.edge_ops["reduce"], self.space.nodes,
+                               rank_by=derive.rank_by, edges_per_node=derive.edges_per_node)
+
+    def alpha_entropy(self) -> dict[str, float]:
+        """Mean per-edge entropy of the op distribution (nats): falls as the search decides."""
+        out = {}
+        for c, p in self.probabilities().items():
+            p = np.where(self.valid[c], p, 0.0)
+            ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(-1)
+            out[c] = float(ent.mean())
+        return out
+
+    # ---- checkpointing -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "alphas": {c: a.detach().cpu() for c, a in self.alphas.items()},
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for c, a in state["alphas"].items():
+                self.alphas[c].copy_(a.to(self.alphas[c].device))
+        self.w_optimizer.load_state_dict(state["w_optimizer"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state["epoch"]
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def cosine(value_start: float, value_end: float, t: float) -> float:
+    return value_end + 0.5 * (value_start - value_end) * (1 + math.cos(math.pi * t))

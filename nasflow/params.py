@@ -1,0 +1,187 @@
+"""Pydantic models for every stage's params section (``extra="forbid"``, ranges checked).
+
+A run's config is the composition of a dataset file, a method file and a profile file (see
+:mod:`nasflow.config`); each stage reads only its own section, as in DVC's get-started layout.
+Method-specific params live next to each method (``nasflow.methods.*``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    """Base of every params model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class AugmentParams(StrictModel):
+    """Training-time augmentation, applied on the device (see ``nasflow.data``)."""
+
+    crop_padding: int = Field(4, ge=0, le=64, description="random crop after zero padding (0: off)")
+    flip: bool = Field(True, description="random horizontal flip")
+    cutout: int = Field(0, ge=0, le=256, description="cutout square side in pixels (0: off)")
+
+
+class DatasetParams(StrictModel):
+    """Which data, where it lives, and how the search split is cut."""
+
+    name: str = Field(description="registered dataset: digits, fashion_mnist, cifar10, ...")
+    root: Path = Field(Path("data"), description="folder holding (or receiving) the files")
+    download: bool = Field(True, description="try torchvision's checksummed download if missing")
+    archive: Path | None = Field(None, description="a user-supplied archive to extract instead")
+    limit_train: int | None = Field(None, ge=10, description="use only the first N train images")
+    limit_test: int | None = Field(None, ge=10, description="use only the first N test images")
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from nasflow.data import available_datasets
+
+        if value not in available_datasets():
+            raise ValueError(f"unknown dataset {value!r}; known: {', '.join(available_datasets())}")
+        return value
+
+    @field_validator("root", "archive")
+    @classmethod
+    def _inside_project(cls, value: Path | None) -> Path | None:
+        # Relative paths may not climb out of the project; absolute paths are the user's choice.
+        if value is not None and not value.is_absolute() and ".." in value.parts:
+            raise ValueError(f"{value} escapes the project folder ('..' is not allowed)")
+        return value
+
+
+class SpaceParams(StrictModel):
+    """The DARTS CNN cell space; the op set is data (DropNAS variants, RobustDARTS lists)."""
+
+    name: Literal["darts"] = "darts"
+    variant: Literal["original", "3-skip", "1-skip", "custom"] = Field(
+        "original",
+        description="original: 8 DARTS ops; 3-skip: both poolings replaced by skip_connect; "
+        "1-skip: poolings removed (DropNAS Sec. 5.3); custom: take `ops` / `edge_ops`",
+    )
+    ops: list[str] | None = Field(None, description="op list for every edge (variant=custom)")
+    edge_ops: dict[Literal["normal", "reduce"], list[list[str]]] | None = Field(
+        None, description="per-edge op lists, RobustDARTS S1-S4 style (variant=custom)"
+    )
+    nodes: int = Field(4, ge=1, le=8, description="intermediate nodes per cell")
+    stem_multiplier: int = Field(3, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _check_ops(self) -> SpaceParams:
+        from nasflow.spaces.ops import OPS
+
+        lists = list(self.ops or [])
+        for cell_lists in (self.edge_ops or {}).values():
+            for edge in cell_lists:
+                lists.extend(edge)
+        for op in lists:
+            if op not in OPS:
+                raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+        if self.variant == "custom" and not (self.ops or self.edge_ops):
+            raise ValueError("variant 'custom' needs `ops` or `edge_ops`")
+        if self.variant != "custom" and (self.ops or self.edge_ops):
+            raise ValueError(f"`ops` / `edge_ops` need variant 'custom', not {self.variant!r}")
+        n_edges = sum(2 + i for i in range(self.nodes))
+        for cell, cell_lists in (self.edge_ops or {}).items():
+            if len(cell_lists) != n_edges:
+                raise ValueError(f"edge_ops.{cell} has {len(cell_lists)} edges, needs {n_edges}")
+            if any(len(edge) == 0 for edge in cell_lists):
+                raise ValueError(f"edge_ops.{cell}: every edge needs at least one op")
+        return self
+
+
+class SearchParams(StrictModel):
+    """Supernet training shared by every method (DARTS Sec. 3 / DropNAS Sec. 4 protocol)."""
+
+    epochs: int = Field(50, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    layers: int = Field(8, ge=3, le=64, description="cells; reductions at 1/3 and 2/3 of depth")
+    init_channels: int = Field(16, ge=1, le=1024)
+    train_portion: float = Field(
+        0.5, gt=0.0, le=1.0, description="bilevel methods: share of train set for w, rest for alpha"
+    )
+    w_lr: float = Field(0.025, gt=0, le=10)
+    w_lr_min: float = Field(0.001, ge=0, le=10)
+    w_momentum: float = Field(0.9, ge=0, lt=1)
+    w_weight_decay: float = Field(3e-4, ge=0, le=1)
+    w_grad_clip: float = Field(5.0, gt=0)
+    alpha_lr: float = Field(3e-4, gt=0, le=10)
+    alpha_betas: tuple[float, float] = (0.5, 0.999)
+    alpha_weight_decay: float = Field(1e-3, ge=0, le=1)
+    alpha_init_std: float = Field(1e-3, ge=0, le=10)
+    augment: AugmentParams = AugmentParams(crop_padding=4, flip=True, cutout=0)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap steps/epoch (smoke runs)")
+    seed: int = Field(2, ge=0, le=2**31 - 1)
+
+    @field_validator("alpha_betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in value):
+            raise ValueError("Adam betas must lie in [0, 1)")
+        return value
+
+
+class DeriveParams(StrictModel):
+    """Reading a discrete cell off the alphas (DARTS Sec. 2.4)."""
+
+    rank_by: Literal["softmax", "alpha"] = Field(
+        "softmax",
+        description="rank edges by softmax weight (DARTS paper/code, DropNAS paper) or by raw "
+        "alpha (DropNAS released code)",
+    )
+    edges_per_node: int = Field(2, ge=1, le=8)
+
+
+class RetrainParams(StrictModel):
+    """Training the derived cell from scratch (DARTS Sec. 3.2 recipe by default)."""
+
+    network: Literal["cifar", "imagenet"] = "cifar"
+    layers: int = Field(20, ge=3, le=64)
+    init_channels: int = Field(36, ge=1, le=1024)
+    epochs: int = Field(600, ge=1, le=10_000)
+    batch_size: int = Field(96, ge=1, le=65_536)
+    lr: float = Field(0.025, gt=0, le=10)
+    lr_min: float = Field(0.0, ge=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0, le=1)
+    grad_clip: float = Field(5.0, gt=0)
+    auxiliary: bool = True
+    auxiliary_weight: float = Field(0.4, ge=0, le=10)
+    drop_path_prob: float = Field(0.2, ge=0, lt=1, description="ramped linearly from 0")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: AugmentParams = AugmentParams(crop_padding=4, flip=True, cutout=16)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap steps/epoch (smoke runs)")
+    eval_every: int = Field(1, ge=1, description="test-set evaluation every N epochs")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class EvaluateParams(StrictModel):
+    batch_size: int = Field(256, ge=1, le=65_536)
+    report: Literal["final", "best"] = Field(
+        "final",
+        description="final: the last epoch's weights (honest); best: best test accuracy over "
+        "retraining epochs, as the DropNAS paper reports (selects on the test set)",
+    )
+
+
+class RuntimeParams(StrictModel):
+    """Where and how fast to run. Every speed-up is a switch (benchmarks measure each)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(False, description="torch deterministic algorithms, no cudnn autotune")
+    threads: int | None = Field(None, ge=1, le=1024, description="CPU threads (default: all)")
+    channels_last: bool = Field(True, description="NHWC memory format (pays on CPU and GPU)")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision autocast")
+    compile: bool = Field(False, description="torch.compile the network (GPU only pays)")
+    device_data: bool = Field(True, description="keep the dataset on the device as uint8")
+    progress: bool = Field(True, description="progress bars on stderr")
+
+
+class TrackingParams(StrictModel):
+    enabled: bool = True
+    experiment: str = Field("nasflow", min_length=1, max_length=200)

@@ -1,0 +1,138 @@
+"""The DARTS operation set (Liu et al. 2019, Sec. 3.1) as a registry.
+
+Each entry builds ``op(C, stride, affine)``; ``parametric`` marks the ops with learnable
+weights, which DropNAS groups apart from the parameter-free ones (Hong et al. 2020, Sec. 4.1).
+Shapes and layer order follow the DARTS reference implementation exactly, so that parameter
+counts match the papers (DARTS_V2 at C=36, 20 cells: 3.35M).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, affine=True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU - depthwise dilated conv - pointwise conv - BN."""
+
+    def __init__(self, C_in, C_out, kernel, stride, padding, dilation, affine=True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_in, kernel, stride, padding, dilation=dilation, groups=C_in,
+                      bias=False),
+            nn.Conv2d(C_in, C_out, 1, padding=0, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked DilConv(dilation=1) blocks; only the first one strides (DARTS)."""
+
+    def __init__(self, C_in, C_out, kernel, stride, padding, affine=True):
+        super().__init__(
+            DilConv(C_in, C_in, kernel, stride, padding, 1, affine),
+            DilConv(C_in, C_out, kernel, 1, padding, 1, affine),
+        )
+
+
+class Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """The ``none`` op. Mixed ops skip it (its output is 0); this is for discrete nets."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution with two offset stride-2 1x1 convs, concatenated (DARTS)."""
+
+    def __init__(self, C_in: int, C_out: int, affine: bool = True):
+        super().__init__()
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        # Odd sizes: the offset branch sees one pixel less; pad so both halves agree.
+        y = x[:, :, 1:, 1:]
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            y = nn.functional.pad(y, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(y)], dim=1))
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    build: Callable[[int, int, bool], nn.Module]
+    parametric: bool
+    pooling: bool = False
+
+
+OPS: dict[str, OpSpec] = {
+    "none": OpSpec(lambda C, s, a: Zero(s), parametric=False),
+    "avg_pool_3x3": OpSpec(
+        lambda C, s, a: nn.AvgPool2d(3, stride=s, padding=1, count_include_pad=False),
+        parametric=False, pooling=True,
+    ),
+    "max_pool_3x3": OpSpec(lambda C, s, a: nn.MaxPool2d(3, stride=s, padding=1),
+                           parametric=False, pooling=True),
+    "skip_connect": OpSpec(
+        lambda C, s, a: Identity() if s == 1 else FactorizedReduce(C, C, affine=a),
+        parametric=False,
+    ),
+    "sep_conv_3x3": OpSpec(lambda C, s, a: SepConv(C, C, 3, s, 1, affine=a), parametric=True),
+    "sep_conv_5x5": OpSpec(lambda C, s, a: SepConv(C, C, 5, s, 2, affine=a), parametric=True),
+    "sep_conv_7x7": OpSpec(lambda C, s, a: SepConv(C, C, 7, s, 3, affine=a), parametric=True),
+    "dil_conv_3x3": OpSpec(lambda C, s, a: DilConv(C, C, 3, s, 2, 2, affine=a), parametric=True),
+    "dil_conv_5x5": OpSpec(lambda C, s, a: DilConv(C, C, 5, s, 4, 2, affine=a), parametric=True),
+    "conv_7x1_1x7": OpSpec(
+        lambda C, s, a: nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C, C, (1, 7), stride=(1, s), padding=(0, 3), bias=False),
+            nn.Conv2d(C, C, (7, 1), stride=(s, 1), padding=(3, 0), bias=False),
+            nn.BatchNorm2d(C, affine=a),
+        ),
+        parametric=True,
+    ),
+}
+
+# DARTS' PRIMITIVES order; alphas' columns follow the op list of the space.
+DARTS_OPS: tuple[str, ...] = (
+    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+)
+
+
+def build_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
+    """Build op ``name``. In the search net (affine=False) pooling is followed by a
+    BN(affine=False), as in DARTS' ``MixedOp``, so its scale matches the conv ops'."""
+    spec = OPS[name]
+    op = spec.build(C, stride, affine)
+    if spec.pooling and not affine:
+        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+    return op

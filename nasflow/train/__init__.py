@@ -1,0 +1,1 @@
+"""Training loops: search (supernet + alphas), retrain (derived cell), evaluate."""

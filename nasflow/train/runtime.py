@@ -1,0 +1,101 @@
+"""Seeds, determinism, device choice, precision and per-epoch checkpoint state."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasflow.errors import NasflowError
+from nasflow.params import RuntimeParams
+
+
+def select_device(runtime: RuntimeParams) -> torch.device:
+    if runtime.device == "cuda" and not torch.cuda.is_available():
+        raise NasflowError("runtime.device: 'cuda' requested but no CUDA device is available")
+    if runtime.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(runtime.device)
+
+
+def setup_runtime(runtime: RuntimeParams, seed: int) -> torch.device:
+    """Seed every RNG and apply the deterministic switch. Returns the device."""
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    seed_everything(seed)
+    if runtime.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.backends.cudnn.benchmark = True
+    device = select_device(runtime)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(runtime: RuntimeParams, device: torch.device):
+    """Mixed precision context: bf16 (GPU, or CPU with bf16 units) or fp16 (GPU)."""
+    if runtime.amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if runtime.amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": _py_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np.asarray(np_state["keys"], dtype=np.uint32),
+                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _np_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _py_state() -> tuple:
+    version, internal, gauss = random.getstate()
+    return (version, list(internal), gauss)
+
+
+def progress(iterable, *, total: int | None = None, desc: str, enabled: bool, leave: bool = False):
+    """A tqdm bar on stderr (epochs, steps, ETA) when enabled and useful."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=leave, file=sys.stderr,
+                dynamic_ncols=True, mininterval=1.0)
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu ({torch.get_num_threads()} threads)"

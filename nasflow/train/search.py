@@ -1,0 +1,154 @@
+"""The architecture-search loop: supernet + method, per-epoch history and checkpoints."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasflow.config import RunConfig, resolved
+from nasflow.data import dataset_info, load_dataset, make_loader, search_split
+from nasflow.methods import build_method
+from nasflow.spaces import SearchNetwork, build_cell_space
+from nasflow.train.checkpoint import CheckpointManager, fingerprint
+from nasflow.train.loop import EpochMeter
+from nasflow.train.runtime import (
+    autocast,
+    describe_device,
+    progress,
+    rng_state,
+    set_rng_state,
+    setup_runtime,
+)
+
+SEARCH_SECTIONS = ("dataset", "space", "method", "search")
+
+
+def build_search(config: RunConfig, device: torch.device):
+    """Supernet and method, alphas initialised from the search seed."""
+    info = dataset_info(config.dataset)
+    space = build_cell_space(config.space)
+    s = config.search
+    model = SearchNetwork(space, s.init_channels, info.num_classes, s.layers, info.in_channels)
+    model = model.to(device)
+    if config.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    method = build_method(config.method, s)
+    gen = torch.Generator().manual_seed(s.seed)
+    method.adapt_search_space(model, space, device, generator=gen)
+    return info, space, model, method
+
+
+def op_probability_metrics(method, space) -> dict[str, float]:
+    """Mean softmax weight of each op over the edges of each cell type."""
+    out = {}
+    for cell, probs in method.probabilities().items():
+        totals: dict[str, list[float]] = {}
+        for e, ops in enumerate(space.edge_ops[cell]):
+            for k, op in enumerate(ops):
+                totals.setdefault(op, []).append(float(probs[e, k]))
+        for op, vals in totals.items():
+            out[f"p_{cell}.{op}"] = float(np.mean(vals))
+    return out
+
+
+def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=None) -> dict[str, Any]:
+    s = config.search
+    device = setup_runtime(config.runtime, s.seed)
+    info, space, model, method = build_search(config, device)
+    train_set = load_dataset(config.dataset, "train")
+
+    if method.bilevel:
+        w_idx, a_idx = search_split(len(train_set), s.train_portion)
+    else:  # one-level: the whole training set (DropNAS Sec. 5.2)
+        w_idx, a_idx = torch.arange(len(train_set)), None
+    loader_args = dict(batch_size=s.batch_size, device=device, augment=s.augment, shuffle=True,
+                       drop_last=True, channels_last=config.runtime.channels_last,
+                       device_data=config.runtime.device_data)
+    train_loader = make_loader(train_set, w_idx, seed=s.seed, **loader_args)
+    val_loader = make_loader(train_set, a_idx, seed=s.seed + 1, **loader_args) if method.bilevel else None
+    if len(train_loader) == 0 or (val_loader is not None and len(val_loader) == 0):
+        from nasflow.errors import NasflowError
+        raise NasflowError(f"search.batch_size: {s.batch_size} is larger than the search split "
+                           f"({len(w_idx)} images); lower it or use more data")
+
+    ckpt = CheckpointManager(checkpoint_dir, "search",
+                             fingerprint({k: resolved(config)[k] for k in SEARCH_SECTIONS}))
+    history: list[dict[str, Any]] = []
+    start_epoch, wall = 0, 0.0
+    state = ckpt.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        method.load_state_dict(state["method"])
+        history, start_epoch, wall = state["history"], state["epoch"] + 1, state["wall_time_s"]
+        set_rng_state(state["rng"])
+
+    steps = len(train_loader) if s.steps_per_epoch is None else min(len(train_loader), s.steps_per_epoch)
+    epochs = progress(range(start_epoch, s.epochs), total=s.epochs - start_epoch,
+                      desc=f"search {config.method.name}", enabled=config.runtime.progress,
+                      leave=True)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        model.train()
+        method.new_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        val_iter = None
+        if val_loader is not None:
+            val_loader.set_epoch(epoch)
+            val_iter = iter(val_loader)  # one iterator per epoch (DARTS rebuilt it every step)
+        meter = EpochMeter(device)
+        bar = progress(train_loader, total=steps, desc=f"epoch {epoch + 1}/{s.epochs}",
+                       enabled=config.runtime.progress)
+        for step, (x, y) in enumerate(bar):
+            if step >= steps:
+                break
+            val_batch = None
+            if val_iter is not None:
+                try:
+                    val_batch = next(val_iter)
+                except StopIteration:
+                    val_iter = iter(val_loader)
+                    val_batch = next(val_iter)
+            with autocast(config.runtime, device):
+                out = method.step((x, y), val_batch)
+            meter.update(out["loss"], out["logits"], y)
+        meter.check_finite(f"search epoch {epoch}")
+        lr = method.lr()
+        method.end_epoch()
+        loss, acc = meter.result()
+        epoch_time = time.perf_counter() - t0
+        wall += epoch_time
+        probs = method.probabilities()
+        record = {
+            "epoch": epoch, "train_loss": loss, "train_acc": acc, "lr": lr,
+            "epoch_time_s": epoch_time, "images_per_s": meter.count / max(epoch_time, 1e-9),
+            **{f"alpha_entropy_{c}": v for c, v in method.alpha_entropy().items()},
+            "genotype": method.genotype(config.derive).model_dump(mode="json"),
+            "probabilities": {c: p.round(6).tolist() for c, p in probs.items()},
+        }
+        history.append(record)
+        if tracker is not None:
+            scalars = {k: v for k, v in record.items() if isinstance(v, float)}
+            tracker.log_metrics({**scalars, **op_probability_metrics(method, space)}, step=epoch)
+        ckpt.save({"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch,
+                   "history": history, "wall_time_s": wall, "rng": rng_state()})
+
+    genotype = method.genotype(config.derive)
+    return {
+        "stage": "search",
+        "dataset": config.dataset.name,
+        "method": config.method.name,
+        "seed": s.seed,
+        "genotype": genotype.model_dump(mode="json"),
+        "alphas": {c: a.tolist() for c, a in method.alpha_values().items()},
+        "probabilities": {c: p.tolist() for c, p in method.probabilities().items()},
+        "edge_ops": space.edge_ops,
+        "epochs": s.epochs,
+        "steps_per_epoch": steps,
+        "wall_time_s": wall,
+        "device": describe_device(device),
+        "history": history,
+    }
