@@ -92,7 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args):
     from nasflow.config import load_config
 
+    out = getattr(args, "out", None)
+    if out is not None:
+        if not out.is_absolute() and ".." in out.parts:
+            raise NasflowError(f"--out {out}: escapes the project folder ('..' is not allowed)")
+        _check_writable(out)
     return load_config(args.params, args.overrides)
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work if ``out`` could not be written (nothing is created here)."""
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NasflowError(f"--out {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NasflowError(f"--out {out}: output folder {parent} is not writable")
 
 
 def _parent_id(value: str | None) -> str | None:
@@ -134,7 +150,7 @@ def _atomic_dir(out: Path) -> Iterator[Path]:
 def _tracker(config, stage: str, args, run_name: str):
     from nasflow.config import resolved
 
-    if not config.tracking.enabled:
+    if not config.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
         yield None
         return
     from nasflow.tracking import Tracker
@@ -147,7 +163,13 @@ def _tracker(config, stage: str, args, run_name: str):
         yield tracker
 
 
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _say(msg: str) -> None:
+    if not _is_main_rank():
+        return
     print(f"nasflow: {msg}", file=sys.stderr)
 
 
@@ -168,6 +190,8 @@ def cmd_search(args) -> None:
 
             _say(f"MLflow run {tracker.run_id} at {tracking_uri()} (browse: mlflow ui)")
         record = run_search(config, args.out, ckpt, tracker)
+        if not _is_main_rank():
+            return
         record["mlflow_run_id"] = getattr(tracker, "run_id", None)
         with _atomic_dir(args.out) as tmp:
             write_json(tmp / "search.json", record)
@@ -231,6 +255,9 @@ def cmd_retrain(args) -> None:
     ckpt = _checkpoint_dir(args)
     _say(f"retrain on {config.dataset.name}: outputs -> {args.out}, checkpoints -> {ckpt}")
     with _tracker(config, "retrain", args, f"retrain:{args.out}") as tracker:
+        if not _is_main_rank():
+            run_retrain(config, genotype, Path(tempfile.mkdtemp()), ckpt, None)
+            return
         with _atomic_dir(args.out) as tmp:
             record = run_retrain(config, genotype, tmp, ckpt, tracker)
             record["weights"] = str(args.out / "model.pt")
@@ -302,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+        from nasflow.train.distributed import barrier, shutdown
+
+        barrier()
+        shutdown()
     except NasflowError as exc:
         print(f"nasflow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

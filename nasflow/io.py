@@ -84,15 +84,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_CKPT_MAGIC = b"NASFLOW-CKPT-1 "
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Save ``state`` atomically with a SHA-256 sidecar so truncation is detected on load."""
+    """Save ``state`` as one self-verifying file: a header with the payload's SHA-256, then the
+    ``torch.save`` payload, written by a single atomic rename (a kill at any moment leaves the
+    previous checkpoint or the new one, never a mix)."""
+    import io
+
     import torch
 
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-        digest = sha256_file(tmp)
-    write_text(path.with_suffix(path.suffix + ".sha256"), digest + "\n")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    header = _CKPT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header)
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
@@ -100,20 +111,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
     Uses ``weights_only=True``: a checkpoint holds tensors and plain Python containers only.
     """
+    import io
+
     import torch
 
     path = Path(path)
-    sidecar = path.with_suffix(path.suffix + ".sha256")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    if not sidecar.is_file():
-        raise CheckpointError(f"{path}: checkpoint has no checksum file {sidecar.name}; refusing it")
-    expected = sidecar.read_text().strip()
-    if sha256_file(path) != expected:
+    data = path.read_bytes()
+    header, _, payload = data.partition(b"\n")
+    if not header.startswith(_CKPT_MAGIC):
+        raise CheckpointError(f"{path}: not a nasflow checkpoint, or corrupt (bad header)")
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(_CKPT_MAGIC):]:
         raise CheckpointError(
             f"{path}: checkpoint is truncated or corrupt (SHA-256 mismatch); delete it to restart"
         )
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise CheckpointError(f"{path}: checkpoint cannot be read ({exc})") from exc

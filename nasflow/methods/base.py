@@ -121,6 +121,20 @@ class SearchMethod:
         logits = self.forward(x, masks)
         return F.cross_entropy(logits, y), logits
 
+    def reduce_grads(self, include_alphas: bool = True) -> None:
+        """Average this step's gradients over data-parallel ranks (no-op in one process)."""
+        from nasflow.train.distributed import all_reduce_mean
+
+        tensors = [p.grad for p in self.model.parameters()]
+        if include_alphas:
+            tensors += [a.grad for a in self.arch_parameters()]
+        all_reduce_mean(tensors)
+
+    def reduce_alpha_grads(self) -> None:
+        from nasflow.train.distributed import all_reduce_mean
+
+        all_reduce_mean([a.grad for a in self.arch_parameters()])
+
     def clip_w(self, max_norm: float) -> torch.Tensor:
         # foreach clipping; returns the norm as a tensor (no host sync)
         return nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)

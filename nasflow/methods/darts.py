@@ -20,10 +20,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.func import functional_call
 
 from nasflow.methods.base import MethodParamsBase, SearchMethod, register_method
+from nasflow.train.distributed import all_reduce_mean
 
 
 @register_method
@@ -34,10 +35,14 @@ class DARTS(SearchMethod):
         one_level: bool = Field(False, description="w and alpha on the same batch (no split)")
         unrolled_eps: float = Field(0.01, gt=0, description="finite-difference scale (Eq. 8)")
 
+        @model_validator(mode="after")
+        def _bilevel_for_second_order(self):
+            if self.one_level and self.order == 2:
+                raise ValueError("order 2 (unrolled) needs bilevel optimisation: set one_level: false")
+            return self
+
     def __init__(self, params, search):
         super().__init__(params, search)
-        if params.one_level and params.order == 2:
-            raise ValueError("method.order 2 needs bilevel optimisation (one_level: false)")
         self.bilevel = not params.one_level
 
     # -- the step ---------------------------------------------------------------------------
@@ -53,6 +58,7 @@ class DARTS(SearchMethod):
             loss_v, _ = self.loss(x_v, y_v)
             reg = self.arch_regularizer()
             (loss_v if reg is None else loss_v + reg).backward(inputs=self.arch_parameters())
+            self.reduce_alpha_grads()
         self.alpha_optimizer.step()
         return self.w_step(x_t, y_t)
 
@@ -60,6 +66,7 @@ class DARTS(SearchMethod):
         self.w_optimizer.zero_grad(set_to_none=True)
         loss, logits = self.loss(x, y)
         loss.backward(inputs=list(self.model.parameters()))
+        self.reduce_grads(include_alphas=False)
         self.clip_w(self.search.w_grad_clip)
         self.w_optimizer.step()
         return {"loss": loss.detach(), "logits": logits.detach()}
@@ -70,6 +77,7 @@ class DARTS(SearchMethod):
         loss, logits = self.loss(x, y)
         reg = self.arch_regularizer()
         (loss if reg is None else loss + reg).backward()
+        self.reduce_grads()
         self.clip_w(self.search.w_grad_clip)
         self.w_optimizer.step()
         self.alpha_optimizer.step()
@@ -87,6 +95,7 @@ class DARTS(SearchMethod):
         # w' = w - xi * (dL_train/dw + wd*w + mu*buf): the SGD step the optimizer would take.
         loss_t, _ = self.loss(x_t, y_t)
         grads = torch.autograd.grad(loss_t, params)
+        all_reduce_mean(grads)  # data-parallel: the unrolled step uses the global gradient
         with torch.no_grad():
             w_prime = {}
             for n, p, g in zip(names, params, grads, strict=True):
@@ -111,7 +120,9 @@ class DARTS(SearchMethod):
         v = [torch.zeros_like(p) if g is None else g
              for g, p in zip(out[len(alphas):], params, strict=True)]
 
+        all_reduce_mean([*d_alpha, *v])
         implicit = self.hessian_vector_product(v, x_t, y_t)
+        all_reduce_mean(implicit)
         for a, g, h in zip(alphas, d_alpha, implicit, strict=True):
             a.grad = g - xi * h
 

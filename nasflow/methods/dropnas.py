@@ -147,6 +147,7 @@ class DropNAS(SearchMethod):
             (loss + self.decay_loss(kept)).backward()
         else:
             loss.backward()
+        self.reduce_grads()  # every rank has the same masks, so the same grads are present
         self.clip_w(self.search.w_grad_clip)
         self.w_optimizer.step()
         if self.epoch >= self.params.warmup_epochs:

@@ -28,6 +28,22 @@ class EpochMeter:
                                      torch.tensor(self.steps, device=loss.device), self.first_bad)
         self.steps += 1
 
+    def reduce(self) -> None:
+        """Sum the counters over data-parallel ranks (no-op in one process)."""
+        from nasflow.train.distributed import world
+
+        if world()[1] == 1:
+            return
+        import torch.distributed as tdist
+
+        packed = torch.stack([self.loss, self.correct.double(), torch.tensor(float(self.count),
+                              device=self.loss.device, dtype=torch.float64)])
+        tdist.all_reduce(packed)
+        bad = self.first_bad.clone()
+        tdist.all_reduce(bad, op=tdist.ReduceOp.MAX)
+        self.loss, self.correct = packed[0], packed[1].long()
+        self.count, self.first_bad = int(packed[2]), bad
+
     def check_finite(self, where: str) -> None:
         """Raise DivergenceError naming the first non-finite step (one sync)."""
         step = int(self.first_bad)

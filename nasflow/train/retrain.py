@@ -17,6 +17,7 @@ from nasflow.genotype import Genotype
 from nasflow.io import load_checkpoint, save_checkpoint
 from nasflow.metrics import count_macs, count_parameters_m
 from nasflow.nets import build_network
+from nasflow.train import distributed as dist
 from nasflow.train.checkpoint import CheckpointManager, fingerprint
 from nasflow.train.loop import EpochMeter, evaluate_model
 from nasflow.train.runtime import (
@@ -51,7 +52,16 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
                 tracker=None) -> dict[str, Any]:
     r = config.retrain
     device = setup_runtime(config.runtime, r.seed)
+    rank, world_size = dist.init_from_env(device.type)
+    device = dist.local_device(device)
     info, model = build_retrain_network(config, genotype, device)
+    net = model
+    if world_size > 1:  # standard DDP: gradient all-reduce overlapped with backward
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if not dist.is_main():
+        tracker = None
     train_set = load_dataset(config.dataset, "train")
     test_set = load_dataset(config.dataset, "test")
     common = dict(device=device, channels_last=config.runtime.channels_last,
@@ -92,9 +102,10 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
                                                enabled=config.runtime.progress)):
             if step >= steps:
                 break
+            x, y = dist.shard((x, y), r.batch_size)
             optimizer.zero_grad(set_to_none=True)
             with autocast(config.runtime, device):
-                logits, logits_aux = model(x)
+                logits, logits_aux = net(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
                 if logits_aux is not None:
                     loss = loss + r.auxiliary_weight * F.cross_entropy(
@@ -103,6 +114,7 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
             torch.nn.utils.clip_grad_norm_(params, r.grad_clip, foreach=True)
             optimizer.step()
             meter.update(loss, logits, y)
+        meter.reduce()
         meter.check_finite(f"retrain epoch {epoch}")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -120,15 +132,17 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
         history.append(record)
         if tracker is not None:
             tracker.log_metrics({k: v for k, v in record.items() if isinstance(v, float)}, step=epoch)
-        ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-                   "wall_time_s": wall, "rng": rng_state()})
+        if dist.is_main():
+            ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
+                       "wall_time_s": wall, "rng": rng_state()})
 
     tested = [h for h in history if "test_acc" in h]
     best = max(tested, key=lambda h: h["test_acc"]) if tested else None
     model_path = out_dir / "model.pt"
-    save_checkpoint(model_path, {"model": model.state_dict(),
-                                 "genotype": genotype.model_dump(mode="json")})
+    if dist.is_main():
+        save_checkpoint(model_path, {"model": model.state_dict(),
+                                     "genotype": genotype.model_dump(mode="json")})
     return {
         "stage": "retrain",
         "dataset": config.dataset.name,
@@ -142,6 +156,7 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
         "steps_per_epoch": steps,
         "wall_time_s": wall,
         "device": describe_device(device),
+        "world_size": world_size,
         "weights": str(model_path),
         "history": history,
     }

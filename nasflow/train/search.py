@@ -13,6 +13,7 @@ from nasflow.config import RunConfig, resolved
 from nasflow.data import dataset_info, load_dataset, make_loader, search_split
 from nasflow.methods import build_method
 from nasflow.spaces import SearchNetwork, build_cell_space
+from nasflow.train import distributed as dist
 from nasflow.train.checkpoint import CheckpointManager, fingerprint
 from nasflow.train.loop import EpochMeter
 from nasflow.train.runtime import (
@@ -58,7 +59,12 @@ def op_probability_metrics(method, space) -> dict[str, float]:
 def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=None) -> dict[str, Any]:
     s = config.search
     device = setup_runtime(config.runtime, s.seed)
+    rank, world_size = dist.init_from_env(device.type)
+    device = dist.local_device(device)
     info, space, model, method = build_search(config, device)
+    dist.broadcast_parameters([*model.parameters(), *method.arch_parameters()])
+    if not dist.is_main():
+        tracker = None
     train_set = load_dataset(config.dataset, "train")
 
     if method.bilevel:
@@ -112,10 +118,14 @@ def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=N
                 except StopIteration:
                     val_iter = iter(val_loader)
                     val_batch = next(val_iter)
+                val_batch = dist.shard(val_batch, s.batch_size)
+            x, y = dist.shard((x, y), s.batch_size)
             with autocast(config.runtime, device):
                 out = method.step((x, y), val_batch)
             meter.update(out["loss"], out["logits"], y)
+        meter.reduce()
         meter.check_finite(f"search epoch {epoch}")
+        dist.assert_consistent(method.arch_parameters(), f"alphas after epoch {epoch}")
         lr = method.lr()
         method.end_epoch()
         loss, acc = meter.result()
@@ -133,8 +143,9 @@ def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=N
         if tracker is not None:
             scalars = {k: v for k, v in record.items() if isinstance(v, float)}
             tracker.log_metrics({**scalars, **op_probability_metrics(method, space)}, step=epoch)
-        ckpt.save({"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch,
-                   "history": history, "wall_time_s": wall, "rng": rng_state()})
+        if dist.is_main():
+            ckpt.save({"model": model.state_dict(), "method": method.state_dict(), "epoch": epoch,
+                       "history": history, "wall_time_s": wall, "rng": rng_state()})
 
     genotype = method.genotype(config.derive)
     return {
@@ -150,5 +161,6 @@ def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=N
         "steps_per_epoch": steps,
         "wall_time_s": wall,
         "device": describe_device(device),
+        "world_size": world_size,
         "history": history,
     }

@@ -1,0 +1,257 @@
+"""nasflow speed and memory benchmarks (issue: fast core).
+
+Each case runs in a fresh subprocess (so peak memory is the case's own), warms up, then
+reports the median of timed steps as images/s plus peak memory (RSS on CPU,
+``torch.cuda.max_memory_allocated`` on GPU). Every speed-up is a runtime switch; each case is
+timed with all switches off ("plain": eager fp32, NCHW) and with the chosen switches on, in the
+same run on the same machine, and the ratio is recorded.
+
+Inputs are random tensors of the dataset's shape: these measure compute, not accuracy, and
+are not presented as data. The data-pipeline case uses the real embedded datasets.
+
+    python benchmarks/bench.py --suite cpu --out benchmarks/results/cpu.json
+    python benchmarks/bench.py --suite gpu --out benchmarks/results/gpu-h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (kind, settings). Paper configs: DARTS 8 cells C=16 batch 64; DropNAS 14 cells
+# C=16 batch 96; retrain 20 cells C=36 batch 96 / 192. CPU suites shrink the batch of the
+# paper configs where one step would not fit in memory or minutes (recorded in the output).
+SUITES = {
+    "cpu": [
+        ("search", dict(method="darts", order=1, layers=5, C=8, batch=16, label="small")),
+        ("search", dict(method="dropnas", layers=5, C=8, batch=16, label="small")),
+        ("search", dict(method="darts", order=1, layers=8, C=16, batch=32, label="paper cells, batch 32")),
+        ("search", dict(method="darts", order=2, layers=8, C=16, batch=16, label="paper cells, batch 16")),
+        ("search", dict(method="dropnas", layers=14, C=16, batch=32, label="paper cells, batch 32")),
+        ("retrain", dict(layers=20, C=36, batch=96, label="paper")),
+        ("data", dict(dataset="fashion_mnist", batch=96, label="real data, augment on")),
+        ("data", dict(dataset="cifar_shape", batch=96, label="32x32x3 uint8, augment on")),
+    ],
+    "gpu": [
+        ("search", dict(method="darts", order=1, layers=8, C=16, batch=64, label="paper")),
+        ("search", dict(method="darts", order=2, layers=8, C=16, batch=64, label="paper")),
+        ("search", dict(method="dropnas", layers=14, C=16, batch=96, label="paper")),
+        ("search", dict(method="dropnas", layers=5, C=8, batch=16, label="small")),
+        ("retrain", dict(layers=20, C=36, batch=96, label="paper")),
+        ("retrain", dict(layers=20, C=36, batch=192, label="paper")),
+        ("data", dict(dataset="cifar_shape", batch=96, label="32x32x3 uint8, augment on")),
+    ],
+}
+
+PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False)
+FAST = {
+    "cpu": dict(channels_last=True, amp="off", compile=False, device_data=True),
+    "gpu": dict(channels_last=True, amp="bf16", compile=False, device_data=True),
+}
+
+
+def _peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn, warmup: int, steps: int, device) -> list[float]:
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> dict:
+    import torch
+
+    from nasflow.params import RuntimeParams
+    from nasflow.train.runtime import autocast, select_device
+
+    runtime = RuntimeParams(**switches)
+    device = select_device(runtime)
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
+
+    if kind == "data":
+        return _data_case(cfg, runtime, device, warmup, steps)
+
+    B = cfg["batch"]
+    x = torch.randn(B, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (B,), device=device)
+    if kind == "search":
+        from nasflow.methods import build_method
+        from nasflow.methods.base import METHODS
+        from nasflow.params import SearchParams, SpaceParams
+        from nasflow.spaces import SearchNetwork, build_cell_space
+
+        space = build_cell_space(SpaceParams())
+        search = SearchParams(layers=cfg["layers"], init_channels=cfg["C"], batch_size=B, epochs=50)
+        model = SearchNetwork(space, cfg["C"], 10, cfg["layers"], 3).to(device).to(memory_format=fmt)
+        mp = {"order": cfg["order"]} if cfg["method"] == "darts" else {}
+        method = build_method(METHODS[cfg["method"]].Params(**mp), search)
+        method.adapt_search_space(model, space, device)
+        if runtime.compile:
+            method.model = torch.compile(model)
+
+        def step():
+            with autocast(runtime, device):
+                method.step((x, y), (x, y))
+    else:
+        import torch.nn.functional as F
+
+        from nasflow.genotype import PUBLISHED
+        from nasflow.nets import build_network
+
+        model = build_network("cifar", PUBLISHED["DARTS_V2"], C=cfg["C"], layers=cfg["layers"],
+                              num_classes=10, auxiliary=True, in_channels=3)
+        model = model.to(device).to(memory_format=fmt)
+        model.drop_path_prob = 0.2
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+        net = torch.compile(model) if runtime.compile else model
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with autocast(runtime, device):
+                logits, aux = net(x)
+                loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0, foreach=True)
+            opt.step()
+
+    times = _timed(step, warmup, steps, device)
+    med = statistics.median(times)
+    return {"median_step_s": med, "images_per_s": B / med, "step_times_s": times,
+            "peak_memory_mb": _peak_memory_mb(device), "batch": B}
+
+
+def _data_case(cfg, runtime, device, warmup, steps) -> dict:
+    import torch
+
+    from nasflow.data import load_dataset, make_loader
+    from nasflow.params import AugmentParams, DatasetParams
+
+    if cfg["dataset"] == "cifar_shape":
+        from nasflow.data import ArrayDataset, dataset_info
+
+        info = dataset_info(DatasetParams(name="cifar10"))
+        g = torch.Generator().manual_seed(0)
+        ds = ArrayDataset(images=torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g),
+                          labels=torch.randint(0, 10, (50_000,), generator=g), info=info)
+    else:
+        ds = load_dataset(DatasetParams(name=cfg["dataset"]), "train")
+    loader = make_loader(ds, None, batch_size=cfg["batch"], device=device,
+                         augment=AugmentParams(crop_padding=4, flip=True, cutout=16), shuffle=True,
+                         drop_last=True, seed=0, channels_last=runtime.channels_last,
+                         device_data=runtime.device_data)
+    loader.set_epoch(0)
+    it = iter(loader)
+    n_batches = min(len(loader) - 1, 200)
+    for _ in range(5):
+        next(it)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n_batches - 5):
+        x, _ = next(it)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    n = (n_batches - 5) * cfg["batch"]
+    return {"images_per_s": n / dt, "batches": n_batches - 5, "batch": cfg["batch"],
+            "peak_memory_mb": _peak_memory_mb(device)}
+
+
+def machine_info() -> dict:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "threads": torch.get_num_threads(), "platform": platform.platform()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", choices=sorted(SUITES), default="cpu")
+    ap.add_argument("--out", type=Path, default=None, help="JSON results file")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--only", default=None, help="run cases whose label/method contains this")
+    ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: child process
+    args = ap.parse_args()
+
+    if args.case:
+        spec = json.loads(args.case)
+        res = run_case(spec["kind"], spec["cfg"], spec["switches"], args.warmup, args.steps)
+        print("RESULT " + json.dumps(res))
+        return
+
+    results = []
+    for kind, cfg in SUITES[args.suite]:
+        if args.only and args.only not in json.dumps(cfg):
+            continue
+        row = {"kind": kind, **cfg}
+        for variant, switches in (("plain", PLAIN), ("fast", FAST[args.suite])):
+            spec = json.dumps({"kind": kind, "cfg": cfg, "switches": switches})
+            steps = args.steps if kind != "data" else 1
+            proc = subprocess.run([sys.executable, __file__, "--case", spec, "--warmup", str(args.warmup),
+                                   "--steps", str(steps)], capture_output=True, text=True, cwd=ROOT)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not line:
+                row[variant] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+            else:
+                row[variant] = {**json.loads(line[0][7:]), "switches": switches}
+        if "images_per_s" in row["plain"] and "images_per_s" in row["fast"]:
+            row["speedup"] = row["fast"]["images_per_s"] / row["plain"]["images_per_s"]
+        results.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("plain", "fast")}) + " "
+              + " ".join(f"{v}={row[v].get('images_per_s', row[v].get('error'))}" for v in ("plain", "fast")),
+              flush=True)
+    record = {"suite": args.suite, "date": time.strftime("%Y-%m-%d"), "machine": machine_info(),
+              "method": f"median of {args.steps} timed steps after {args.warmup} warm-up, one subprocess per case",
+              "results": results}
+    if args.out:
+        from nasflow.io import write_json
+
+        write_json(args.out, record)
+
+
+if __name__ == "__main__":
+    main()
