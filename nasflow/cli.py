@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="result JSON to write")
     _add_tracking(p)
 
+    p = sub.add_parser("analyze", help="Matthew effect, co-adaptation, alpha vs stand-alone accuracy",
+                       description="The DropNAS paper's analyses of one search: writes "
+                                   "OUT/analysis.json and PNG plots.")
+    _add_params(p)
+    p.add_argument("--search", type=Path, required=True, help="search output folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--images", type=int, default=1000, help="images for the feature/accuracy studies")
+    _add_tracking(p)
+
     p = sub.add_parser("track-parent", help="open the MLflow parent run of one result",
                        description="Create an MLflow parent run; write {'run_id': ...} to OUT.")
     _add_params(p)
@@ -177,7 +186,7 @@ def _say(msg: str) -> None:
 def cmd_search(args) -> None:
     from nasflow.config import resolved
     from nasflow.genotype import Genotype
-    from nasflow.io import write_json
+    from nasflow.io import save_checkpoint, write_json
     from nasflow.train.search import run_search
 
     config = _config(args)
@@ -189,11 +198,12 @@ def cmd_search(args) -> None:
             from nasflow.tracking import tracking_uri
 
             _say(f"MLflow run {tracker.run_id} at {tracking_uri()} (browse: mlflow ui)")
-        record = run_search(config, args.out, ckpt, tracker)
+        supernet, record = run_search(config, ckpt, tracker)
         if not _is_main_rank():
             return
         record["mlflow_run_id"] = getattr(tracker, "run_id", None)
         with _atomic_dir(args.out) as tmp:
+            save_checkpoint(tmp / "supernet.pt", supernet)
             write_json(tmp / "search.json", record)
             write_json(tmp / "config.json", resolved(config))
             Genotype.model_validate(record["genotype"]).save(tmp / "genotype.json")
@@ -298,6 +308,52 @@ def cmd_evaluate(args) -> None:
          f"{result['params_m']:.3f}M params, {result['macs_m']:.1f}M MACs -> {args.out}")
 
 
+def cmd_analyze(args) -> None:
+    from nasflow.io import read_json
+
+    config = _config(args)
+    record = read_json(args.search / "search.json")
+    title = f"{config.method.name} on {config.dataset.name}"
+    with _tracker(config, "analyze", args, f"analyze:{args.out}") as tracker:
+        _analyze_into(config, args, record, title, tracker)
+
+
+def _analyze_into(config, args, record, title, tracker) -> None:
+    import numpy as np
+
+    from nasflow import analysis
+    from nasflow.io import write_json
+
+    with _atomic_dir(args.out) as tmp:
+        from nasflow.report import plots
+
+        result: dict = {"method": config.method.name, "dataset": config.dataset.name}
+        figures = {}
+        for cell in ("normal", "reduce"):
+            traj = [np.asarray(h["probabilities"][cell]) for h in record["history"]]
+            figures[f"alpha_trajectories_{cell}.png"] = plots.alpha_trajectories(
+                traj, record["edge_ops"][cell], None, f"{title}: softmax(alpha), {cell} cells")
+            series = analysis.grad_magnitude_series(record["history"], record["edge_ops"][cell], cell)
+            result[f"alpha_grad_abs_{cell}"] = series
+            figures[f"alpha_grad_{cell}.png"] = analysis.plot_series(
+                series, f"{title}: mean |grad alpha| per op, {cell}", "|grad alpha|")
+        co = analysis.coadaptation(config, args.search, n_images=args.images)
+        result["coadaptation"] = co
+        figures["coadaptation.png"] = analysis.plot_coadaptation(co, title)
+        result["standalone"] = []
+        for edge in (0, len(record["edge_ops"]["normal"]) - 1):  # E(0,2) and the last edge
+            st = analysis.standalone_correlation(config, args.search, edge, n_images=args.images)
+            result["standalone"].append(st)
+            figures[f"standalone_edge{edge}.png"] = analysis.plot_standalone(st, f"{title}, edge {edge}")
+        for name, fig in figures.items():
+            plots.save(fig, tmp / name)
+        write_json(tmp / "analysis.json", result)
+    if tracker is not None:
+        for f in sorted(args.out.iterdir()):
+            tracker.log_artifact(f, "analysis")
+    _say(f"analysis -> {args.out}")
+
+
 def cmd_track_parent(args) -> None:
     from nasflow.config import resolved
     from nasflow.io import write_json
@@ -322,7 +378,8 @@ def cmd_schema(args) -> None:
 
 
 COMMANDS = {"search": cmd_search, "derive": cmd_derive, "retrain": cmd_retrain,
-            "evaluate": cmd_evaluate, "track-parent": cmd_track_parent, "schema": cmd_schema}
+            "evaluate": cmd_evaluate, "analyze": cmd_analyze, "track-parent": cmd_track_parent,
+            "schema": cmd_schema}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,8 @@ class SearchMethod:
         self.model: SearchNetwork | None = None
         self.alphas: dict[str, nn.Parameter] = {}
         self.epoch = 0
+        self._grad_sum: dict[str, torch.Tensor] = {}
+        self._grad_steps = 0
 
     # ---- set-up --------------------------------------------------------------------------
     def adapt_search_space(self, model: SearchNetwork, space: CellSpace, device: torch.device,
@@ -129,6 +131,24 @@ class SearchMethod:
         if include_alphas:
             tensors += [a.grad for a in self.arch_parameters()]
         all_reduce_mean(tensors)
+
+    def record_alpha_grads(self) -> None:
+        """Accumulate |d loss / d alpha| of the architecture loss, on the device (analysis of
+        the Matthew effect: which ops' alphas actually receive gradient)."""
+        with torch.no_grad():
+            for c, a in self.alphas.items():
+                if a.grad is None:
+                    continue
+                if c not in self._grad_sum:
+                    self._grad_sum[c] = torch.zeros_like(a, dtype=torch.float32)
+                self._grad_sum[c] += a.grad.abs().float()
+        self._grad_steps += 1
+
+    def pop_alpha_grad_means(self) -> dict[str, np.ndarray]:
+        """Mean |grad alpha| per (edge, op) since the last call (one sync per epoch)."""
+        out = {c: (g / max(self._grad_steps, 1)).cpu().numpy() for c, g in self._grad_sum.items()}
+        self._grad_sum, self._grad_steps = {}, 0
+        return out
 
     def reduce_alpha_grads(self) -> None:
         from nasflow.train.distributed import all_reduce_mean

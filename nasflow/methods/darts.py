@@ -59,6 +59,7 @@ class DARTS(SearchMethod):
             reg = self.arch_regularizer()
             (loss_v if reg is None else loss_v + reg).backward(inputs=self.arch_parameters())
             self.reduce_alpha_grads()
+        self.record_alpha_grads()
         self.alpha_optimizer.step()
         return self.w_step(x_t, y_t)
 
@@ -78,6 +79,7 @@ class DARTS(SearchMethod):
         reg = self.arch_regularizer()
         (loss if reg is None else loss + reg).backward()
         self.reduce_grads()
+        self.record_alpha_grads()
         self.clip_w(self.search.w_grad_clip)
         self.w_optimizer.step()
         self.alpha_optimizer.step()

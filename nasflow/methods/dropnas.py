@@ -148,6 +148,7 @@ class DropNAS(SearchMethod):
         else:
             loss.backward()
         self.reduce_grads()  # every rank has the same masks, so the same grads are present
+        self.record_alpha_grads()
         self.clip_w(self.search.w_grad_clip)
         self.w_optimizer.step()
         if self.epoch >= self.params.warmup_epochs:

@@ -56,7 +56,8 @@ def op_probability_metrics(method, space) -> dict[str, float]:
     return out
 
 
-def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=None) -> dict[str, Any]:
+def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[dict, dict[str, Any]]:
+    """Run (or resume) a search. Returns the supernet state and the search record."""
     s = config.search
     device = setup_runtime(config.runtime, s.seed)
     rank, world_size = dist.init_from_env(device.type)
@@ -132,12 +133,14 @@ def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=N
         epoch_time = time.perf_counter() - t0
         wall += epoch_time
         probs = method.probabilities()
+        grad_means = method.pop_alpha_grad_means()
         record = {
             "epoch": epoch, "train_loss": loss, "train_acc": acc, "lr": lr,
             "epoch_time_s": epoch_time, "images_per_s": meter.count / max(epoch_time, 1e-9),
             **{f"alpha_entropy_{c}": v for c, v in method.alpha_entropy().items()},
             "genotype": method.genotype(config.derive).model_dump(mode="json"),
             "probabilities": {c: p.round(6).tolist() for c, p in probs.items()},
+            "alpha_grad_abs": {c: g.round(8).tolist() for c, g in grad_means.items()},
         }
         history.append(record)
         if tracker is not None:
@@ -148,7 +151,10 @@ def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=N
                        "history": history, "wall_time_s": wall, "rng": rng_state()})
 
     genotype = method.genotype(config.derive)
-    return {
+    # the trained supernet, for the co-adaptation / stand-alone accuracy analyses
+    supernet = {"model": model.state_dict(),
+                "alphas": {c: a.detach().cpu() for c, a in method.alphas.items()}}
+    return supernet, {
         "stage": "search",
         "dataset": config.dataset.name,
         "method": config.method.name,
@@ -162,5 +168,6 @@ def run_search(config: RunConfig, out_dir: Path, checkpoint_dir: Path, tracker=N
         "wall_time_s": wall,
         "device": describe_device(device),
         "world_size": world_size,
+        "supernet": "supernet.pt",
         "history": history,
     }
