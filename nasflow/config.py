@@ -119,7 +119,7 @@ def load_config(files: list[str | os.PathLike], overrides: list[str] = ()) -> Ru
         err = exc.errors()[0]
         loc = tuple(str(p) for p in err["loc"])
         # drop the union tag pydantic inserts for discriminated unions (method.<name>.field)
-        if len(loc) > 2 and loc[0] == "method" and loc[1] in METHODS:
+        if len(loc) >= 2 and loc[0] == "method" and loc[1] in METHODS:
             loc = (loc[0], *loc[2:])
         key = ".".join(loc) or "(top level)"
         src = _origin_of(loc, origin) or ", ".join(map(str, files)) or "(defaults)"
@@ -130,6 +130,11 @@ def load_config(files: list[str | os.PathLike], overrides: list[str] = ()) -> Ru
 
 
 def _origin_of(loc: tuple, origin: dict) -> str | None:
+    """The source that set ``loc``, a parent of it, or (for a section-level error) the last
+    source that set any key inside it."""
+    inside = [src for path, src in origin.items() if len(path) > len(loc) and path[: len(loc)] == loc]
+    if inside:
+        return inside[-1]
     for n in range(len(loc), 0, -1):
         if loc[:n] in origin:
             return origin[loc[:n]]
