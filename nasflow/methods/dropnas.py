@@ -85,6 +85,7 @@ class DropNAS(SearchMethod):
             para = space.parametric(c)
             self.groups[c] = np.where(para, 0, 1) if self.params.grouping else np.zeros_like(para, dtype=int)
         self._last_masks: dict[str, np.ndarray] | None = None
+        self._kept_t: dict[str, torch.Tensor] | None = None
         # Which op each w belongs to: (cell type, edge, column), or None if always executed.
         self._param_owner: list[tuple[torch.Tensor, tuple[str, int, int] | None]] = []
         owned = {}
@@ -126,11 +127,16 @@ class DropNAS(SearchMethod):
         """Softmax over the kept ops only (DropNAS Sec. 4.1)."""
         if masks is None:
             return super().op_weights(None)
-        return {c: F.softmax(a.masked_fill(~self._mask_t(masks[c]), -float("inf")), dim=-1)
+        kept = (self._kept_t if masks is self._last_masks and self._kept_t is not None
+                else {c: self._mask_t(m) for c, m in masks.items()})
+        return {c: F.softmax(a.masked_fill(~kept[c], -float("inf")), dim=-1)
                 for c, a in self.alphas.items()}
 
     def _mask_t(self, mask: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(mask).to(self.device, non_blocking=True)
+        t = torch.from_numpy(mask)
+        if self.device.type == "cuda":  # a pageable copy would wait for the stream: pin it
+            t = t.pin_memory()
+        return t.to(self.device, non_blocking=True)
 
     # -- the step (order as in the released search.py) --------------------------------------
     def step(self, train_batch, val_batch=None) -> dict[str, torch.Tensor]:
@@ -138,6 +144,7 @@ class DropNAS(SearchMethod):
         masks = self.sample_active()
         self._last_masks = masks
         kept = {c: self._mask_t(m) for c, m in masks.items()}
+        self._kept_t = kept
         alphas_old = {c: a.detach().clone() for c, a in self.alphas.items()}
 
         self.w_optimizer.zero_grad(set_to_none=True)

@@ -24,8 +24,8 @@ class EpochMeter:
         self.correct += (logits.detach().argmax(dim=1) == y).sum()
         self.count += n
         bad = ~torch.isfinite(loss.detach())
-        self.first_bad = torch.where(bad & (self.first_bad < 0),
-                                     torch.tensor(self.steps, device=loss.device), self.first_bad)
+        # a Python scalar in torch.where: no host-to-device copy, no sync
+        self.first_bad = torch.where(bad & (self.first_bad < 0), self.steps, self.first_bad)
         self.steps += 1
 
     def reduce(self) -> None:
