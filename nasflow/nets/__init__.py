@@ -7,12 +7,37 @@ from typing import Literal
 from torch import nn
 
 from nasflow.genotype import Genotype
-from nasflow.nets.darts_nets import NetworkCIFAR, NetworkImageNet
+from nasflow.nets.darts_nets import (
+    AuxiliaryHeadCIFAR,
+    AuxiliaryHeadImageNet,
+    Cell,
+    NetworkCIFAR,
+    NetworkImageNet,
+    drop_path,
+)
 
-__all__ = ["NetworkCIFAR", "NetworkImageNet", "build_network"]
+__all__ = [
+    "AuxiliaryHeadCIFAR",
+    "AuxiliaryHeadImageNet",
+    "Cell",
+    "NetworkCIFAR",
+    "NetworkImageNet",
+    "build_network",
+    "drop_path",
+]
+
+_NETWORKS = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet}
 
 
 def build_network(kind: Literal["cifar", "imagenet"], genotype: Genotype, *, C: int, layers: int,
                   num_classes: int, auxiliary: bool, in_channels: int = 3) -> nn.Module:
-    cls = {"cifar": NetworkCIFAR, "imagenet": NetworkImageNet}[kind]
+    """The DARTS retraining network of ``kind`` for ``genotype``.
+
+    ``cifar``: :class:`NetworkCIFAR` (stem at full resolution; CIFAR, MNIST-like, digits).
+    ``imagenet``: :class:`NetworkImageNet` (two stride-2 stems, 1/8 resolution; ``C`` even).
+    """
+    try:
+        cls = _NETWORKS[kind]
+    except KeyError:
+        raise ValueError(f"unknown network kind {kind!r}; expected one of {sorted(_NETWORKS)}") from None
     return cls(C, num_classes, layers, auxiliary, genotype, in_channels=in_channels)
