@@ -1,0 +1,118 @@
+# Shared helpers: the validated pipeline config, wildcard constraints, paths, params files and
+# per-profile resources. Functions only (no rules), so that `snakemake --lint` stays clean.
+import shlex
+
+from nasflow.pipeline import available, load_pipeline_config, params_args, params_files
+
+PC = load_pipeline_config(config)
+PC.check_names(".")
+KNOWN = available(".", PC.params_dir)
+
+
+def _choice(names):
+    # longest first, so that e.g. darts_1level is tried before darts
+    return "|".join(sorted(names, key=len, reverse=True))
+
+
+wildcard_constraints:
+    profile=_choice(KNOWN["profiles"]),
+    dataset=_choice(KNOWN["datasets"]),
+    method=_choice(KNOWN["methods"]),
+    seed=r"\d+",
+    table=_choice(PC.tables),
+
+
+# One run = one (profile, dataset, method, seed). Intermediate files live in RUN; checkpoints
+# in CKPT are deliberately NOT outputs, so a failed job keeps them and a re-run resumes.
+RUN = "runs/{profile}/{dataset}_{method}_s{seed}"
+CKPT = "checkpoints/{profile}/{dataset}_{method}_s{seed}"
+SEED_RESULT = "results/{profile}/{dataset}_{method}/s{seed}.json"
+RESULT = "results/{profile}/{dataset}_{method}.json"
+METRICS = "results/{profile}/metrics/{dataset}_{method}.json"
+CURVES = "results/{profile}/curves/{dataset}_{method}_s{seed}"
+
+
+def run_dir(profile, dataset, method, seed):
+    return RUN.format(profile=profile, dataset=dataset, method=method, seed=seed)
+
+
+def search_run(wc):
+    """The run whose search feeds this run: the same one, unless the dataset is a transfer
+    target (config `search_on`, e.g. ImageNet retrains the cell searched on CIFAR-10)."""
+    return run_dir(wc.profile, PC.search_dataset(wc.dataset), wc.method, wc.seed)
+
+
+def run_params(wc):
+    """Params files of this run, in composition order: dataset, method, overlay, profile."""
+    return params_files(wc.dataset, wc.method, wc.profile, ".", PC.params_dir)
+
+
+def seed_overrides(wc):
+    return [f"search.seed={wc.seed}", f"retrain.seed={wc.seed}"]
+
+
+def cli_args(wc, input):
+    """--params ... --set ... for the nasflow CLI (the params files are also inputs)."""
+    return params_args(input.params, seed_overrides(wc))
+
+
+def run_name(wc, stage=None):
+    name = f"{wc.profile}/{wc.dataset}_{wc.method}_s{wc.seed}"
+    return name if stage is None else f"{name}/{stage}"
+
+
+def rule_resources(rule):
+    """threads and resources of `rule` for the job's profile (config `resources`)."""
+    get = lambda wc: PC.rule_resources(wc.profile, rule)
+    return {
+        "threads": lambda wildcards: get(wildcards).threads,
+        "gpu": lambda wildcards: get(wildcards).gpu,
+        "mem_mb": lambda wildcards: get(wildcards).mem_mb,
+        "runtime": lambda wildcards: get(wildcards).runtime,
+    }
+
+
+SEARCH_RES = rule_resources("search")
+RETRAIN_RES = rule_resources("retrain")
+EVALUATE_RES = rule_resources("evaluate")
+
+
+def seed_results(wc):
+    return [
+        SEED_RESULT.format(profile=wc.profile, dataset=wc.dataset, method=wc.method, seed=s)
+        for s in PC.seeds_of(wc.profile)
+    ]
+
+
+def table_path(name):
+    return f"results/tables/{name}.md"
+
+
+def table_inputs(wc):
+    t = PC.table(wc.table)
+    return [
+        RESULT.format(profile=t["profile"], dataset=t["dataset"], method=m)
+        for m in t["methods"]
+    ]
+
+
+def table_args(wc):
+    # the same flags as DVC's unpacking of `tables.<name>` in dvc.yaml
+    t = PC.table(wc.table)
+    spec = PC.tables[wc.table]
+    args = ["--profile", t["profile"], "--dataset", t["dataset"], "--methods", *t["methods"]]
+    if spec.title:
+        args += ["--title", spec.title]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def matrix_targets():
+    return [
+        RESULT.format(profile=PC.profile, dataset=d, method=m)
+        for d in PC.datasets
+        for m in PC.methods
+    ]
+
+
+# The software environment of every rule (used with --software-deployment-method conda).
+ENV = "../envs/nasflow.yaml"
