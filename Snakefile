@@ -3,7 +3,9 @@
 #   snakemake --cores all                                  # default: DARTS vs DropNAS, smoke, digits
 #   snakemake --cores all results/cifar10_dropnas.json     # the paper protocol, 8 seeds
 #   snakemake --cores all results/smoke/cifar10_darts.json # any profile, explicitly
-#   snakemake --cores all results/tables/ablation_cifar10.md
+#   snakemake --cores all results/tables/ablations.md      # paper vs ours (.md/.csv/.json)
+#   snakemake --cores all --config profile=smoke dataset=digits results/tables/ablations.md
+#   snakemake --cores all analysis                          # nasflow analyze, DARTS vs DropNAS
 #
 # Rules only call the `nasflow` CLI (and `python -m nasflow.pipeline` for records and tables);
 # no training logic lives here. Stages: track_parent -> search -> derive -> retrain ->
@@ -51,6 +53,8 @@ localrules:
     table,
     short_result,
     short_seed_result,
+    paper_table,
+    analysis,
 
 
 include: "workflow/rules/search.smk"
@@ -58,3 +62,4 @@ include: "workflow/rules/derive.smk"
 include: "workflow/rules/retrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/analysis.smk"

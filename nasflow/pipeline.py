@@ -33,6 +33,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -90,13 +91,75 @@ class RuleResources(_Strict):
     runtime: int = Field(60, ge=1, description="wall-clock limit in minutes")
 
 
+class GridSpec(_Strict):
+    """A 2-D table of method variants (e.g. DropNAS' drop-rate grid): methods[i][j] is the
+    variant of row value rows[i] and column value cols[j]."""
+
+    row_param: str
+    col_param: str
+    rows: list[str] = Field(min_length=1)
+    cols: list[str] = Field(min_length=1)
+    methods: list[list[str]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> GridSpec:
+        if len(self.methods) != len(self.rows) or any(len(r) != len(self.cols)
+                                                      for r in self.methods):
+            raise ValueError("grid.methods must be len(rows) x len(cols)")
+        return self
+
+
 class TableSpec(_Strict):
-    """One Markdown table: rows are methods on one dataset under one profile."""
+    """One table: rows are methods (or a grid of method variants), columns datasets.
+
+    ``dataset``/``datasets`` name the paper's dataset(s); ``--config profile=X dataset=Y``
+    on the command line overrides the profile and the dataset of every table (the paper's
+    numbers stay in the table, labelled with the paper's dataset)."""
 
     title: str | None = None
     profile: str | None = Field(None, description="default: the config's `profile`")
     dataset: str | None = Field(None, description="default: the config's `dataset`")
+    datasets: list[str] | None = Field(None, min_length=1,
+                                       description="several dataset columns (C10, C100)")
     methods: list[str] | None = Field(None, min_length=1, description="default: `methods`")
+    labels: dict[str, str] = Field(default_factory=dict, description="method -> row label")
+    grid: GridSpec | None = Field(None, description="a row x column grid of method variants")
+    source: str | None = Field(
+        None, description="transfer: retrain on the dataset the cell searched on `source` "
+                          "(results/<profile>/<dataset>_<method>@<source>.json)")
+
+
+class AnalysisSpec(_Strict):
+    """`snakemake analysis`: ``nasflow analyze`` on the search of each method and seed."""
+
+    profile: str | None = Field(None, description="default: the config's `profile`")
+    dataset: str | None = Field(None, description="default: the config's `dataset`")
+    methods: list[str] = Field(["darts_1level", "dropnas"], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
+    images: dict[str, int] = Field(default_factory=lambda: {"paper": 1000, "smoke": 300},
+                                   description="per profile: images of the feature studies")
+
+
+class PublishedEntry(_Strict):
+    """One published result: test error (%) mean +- std over `n` seeds, best seed, params,
+    search cost. Missing values are null (the paper does not report them)."""
+
+    mean: float | None = None
+    std: float | None = None
+    best: float | None = None
+    n: int | None = Field(None, ge=1, description="seeds behind mean +- std")
+    top5: float | None = None
+    params_m: float | None = None
+    params_convention: str | None = None
+    gpu_days: float | None = None
+    source: str = Field(description="paper and table the numbers come from")
+
+
+class PublishedNumbers(_Strict):
+    """config `published`: tables.<table>.<dataset>.<method> -> PublishedEntry."""
+
+    conventions: dict[str, str] = Field(default_factory=dict)
+    tables: dict[str, dict[str, dict[str, PublishedEntry]]]
 
 
 class PipelineConfig(_Strict):
@@ -130,8 +193,13 @@ class PipelineConfig(_Strict):
     search_on: dict[str, str] = Field(
         default_factory=lambda: {"imagenet": "cifar10"},
         description="retrain on the key, with the genotype searched on the value (transfer)")
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    published: PublishedNumbers = Field(default_factory=lambda: PublishedNumbers(tables={}),
+                                        description="the papers' numbers per table")
     params_dir: str = "params"
     cli: str = Field("nasflow", description="how rules call the nasflow CLI")
+    # command-line overrides of every table's profile / dataset (set_table_overrides)
+    _overrides: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("seeds")
     @classmethod
@@ -155,12 +223,40 @@ class PipelineConfig(_Strict):
             raise ValueError(f"profile {profile!r} has no entry under `profiles` (its seeds)")
         return list(self.profiles[profile].seeds)
 
+    def set_table_overrides(self, profile: str | None = None,
+                            dataset: str | None = None) -> None:
+        """``--config profile=X dataset=Y`` given on the command line: every table (and the
+        `analysis` target) then runs profile X on dataset Y (no transfer source)."""
+        self._overrides = {k: v for k, v in (("profile", profile), ("dataset", dataset))
+                           if v is not None}
+
     def table(self, name: str) -> dict[str, Any]:
         if name not in self.tables:
             raise ValueError(f"unknown table {name!r}; configured: {', '.join(self.tables)}")
         spec = self.tables[name]
-        return {"title": spec.title or name, "profile": spec.profile or self.profile,
-                "dataset": spec.dataset or self.dataset, "methods": spec.methods or self.methods}
+        paper_datasets = spec.datasets or [spec.dataset or self.dataset]
+        datasets = ([self._overrides["dataset"]] if "dataset" in self._overrides
+                    else paper_datasets)
+        source = None if "dataset" in self._overrides else spec.source
+        methods = ([m for row in spec.grid.methods for m in row] if spec.grid
+                   else spec.methods or self.methods)
+        return {"name": name, "title": spec.title or name,
+                "profile": self._overrides.get("profile", spec.profile or self.profile),
+                "dataset": datasets[0], "datasets": datasets, "paper_datasets": paper_datasets,
+                "overridden": sorted(self._overrides), "methods": methods,
+                "labels": dict(spec.labels), "source": source,
+                "grid": None if spec.grid is None else spec.grid.model_dump(),
+                "results": [m if source is None else f"{m}@{source}" for m in methods],
+                "published": {d: {m: e.model_dump() for m, e in ms.items()}
+                              for d, ms in self.published.tables.get(name, {}).items()}}
+
+    def analysis_plan(self) -> dict[str, Any]:
+        a = self.analysis
+        profile = self._overrides.get("profile", a.profile or self.profile)
+        return {"profile": profile,
+                "dataset": self._overrides.get("dataset", a.dataset or self.dataset),
+                "methods": list(a.methods), "seeds": list(a.seeds),
+                "images": a.images.get(profile, 1000)}
 
     def rule_resources(self, profile: str, rule: str) -> RuleResources:
         return self.resources.get(profile, {}).get(rule, RuleResources())
@@ -171,10 +267,15 @@ class PipelineConfig(_Strict):
     def check_names(self, root: str | Path = ".") -> None:
         """Every profile / dataset / method named in the config has its params file."""
         known = available(root, self.params_dir)
-        named = {"profiles": {self.profile, *self.profiles, *(t["profile"] for t in self._tables())},
+        an = self.analysis_plan()
+        named = {"profiles": {self.profile, *self.profiles, an["profile"],
+                              *(t["profile"] for t in self._tables())},
                  "datasets": {self.dataset, *self.datasets, *self.search_on, *self.search_on.values(),
-                              *(t["dataset"] for t in self._tables())},
-                 "methods": {*self.methods, *(m for t in self._tables() for m in t["methods"])}}
+                              an["dataset"],
+                              *(d for t in self._tables() for d in t["datasets"]),
+                              *(t["source"] for t in self._tables() if t["source"])},
+                 "methods": {*self.methods, *an["methods"],
+                             *(m for t in self._tables() for m in t["methods"])}}
         for kind, names in named.items():
             missing = sorted(n for n in names if n not in known[kind])
             if missing:
@@ -508,6 +609,193 @@ def markdown_table(aggregates: Sequence[dict[str, Any]], title: str = "") -> str
     return "\n".join(lines) + "\n"
 
 
+# ---- the papers' numbers beside ours -------------------------------------------------------
+def _ours(a: dict[str, Any] | None) -> dict[str, Any]:
+    if a is None:
+        return {"mean": None, "std": None, "best": None, "n": None, "top5": None,
+                "params_m": None, "search_cost": None}
+    te, best = a["test_error"], a["best_seed"] or {}
+    return {"mean": te["top1"]["mean"], "std": te["top1"]["std"], "best": best.get("top1"),
+            "best_seed": best.get("seed"), "n": a["n_seeds"], "seeds": a["seeds"],
+            "top5": te["top5"]["mean"], "params_m": a["params_m"]["mean"],
+            "search_cost": _cost_cell(a["search_cost"])}
+
+
+def _paper(e: PublishedEntry | None) -> dict[str, Any]:
+    if e is None:
+        return {"mean": None, "std": None, "best": None, "n": None, "top5": None,
+                "params_m": None, "params_convention": None, "gpu_days": None, "source": None}
+    return e.model_dump()
+
+
+def build_paper_table(spec: dict[str, Any], aggregates: dict[tuple[str, str], dict[str, Any]],
+                      published: dict[str, dict[str, PublishedEntry]]) -> dict[str, Any]:
+    """Rows of a paper table: ours (from the aggregates, keyed (dataset, result name)) beside
+    the paper's numbers (``published[dataset][method]``). One structure, three renderings
+    (Markdown, CSV, JSON), so the twins always hold the same rows."""
+    aggs = list(aggregates.values())
+    if not aggs:
+        raise ValueError("paper table: no records")
+    for key in ("profile",):
+        vals = {a[key] for a in aggs}
+        if len(vals) > 1:
+            raise ValueError(f"paper table: rows mix {key}s {sorted(vals)}")
+    selections = {a["test_error"]["selection"] for a in aggs}
+    if len(selections) > 1:
+        raise ValueError(f"paper table: rows mix test-error selections {sorted(selections)}")
+    ns = sorted({a["n_seeds"] for a in aggs})
+    if len(ns) > 1:
+        raise ValueError(f"paper table: rows mix numbers of seeds {ns}")
+    result = dict(zip(spec["methods"], spec["results"], strict=False))
+
+    def row(method: str, label: str) -> dict[str, Any]:
+        return {"label": label, "method": method,
+                "ours": {d: _ours(aggregates.get((d, result[method]))) for d in spec["datasets"]},
+                "paper": {d: _paper(published.get(d, {}).get(method))
+                          for d in spec["paper_datasets"]}}
+
+    grid = spec.get("grid")
+    if grid:
+        rows = [{"label": f"{grid['row_param']}={rv}",
+                 "cells": [row(m, f"{grid['col_param']}={cv}")
+                           for cv, m in zip(grid["cols"], ms, strict=False)]}
+                for rv, ms in zip(grid["rows"], grid["methods"], strict=False)]
+    else:
+        rows = [row(m, spec["labels"].get(m, m)) for m in spec["methods"]]
+    return {"table": spec.get("name"), "title": spec["title"], "profile": aggs[0]["profile"],
+            "datasets": spec["datasets"], "paper_datasets": spec["paper_datasets"],
+            "source": spec.get("source"), "overridden": spec.get("overridden", []),
+            "selection": selections.pop(), "n_seeds": ns[0], "std": STD_KIND,
+            "grid": grid, "rows": rows}
+
+
+def _err_cell(c: dict[str, Any]) -> str:
+    if c.get("mean") is None:
+        return "-"
+    return f"{c['mean']:.2f}" if c.get("std") is None else f"{c['mean']:.2f} ± {c['std']:.2f}"
+
+
+def _columns(t: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(header, side, dataset, field) of a non-grid table, ours and paper side by side."""
+    cols = []
+    pairs = ([(d, d) for d in t["datasets"]] if t["datasets"] == t["paper_datasets"]
+             else [(d, None) for d in t["datasets"]] + [(None, p) for p in t["paper_datasets"]])
+    for d, p in pairs:
+        if d is not None:
+            cols += [(f"ours {d}", "ours", d, "err"), (f"ours {d} best", "ours", d, "best"),
+                     (f"ours {d} params (M)", "ours", d, "params_m"),
+                     (f"ours {d} search cost", "ours", d, "search_cost")]
+        if p is not None:
+            cols += [(f"paper {p}", "paper", p, "err"), (f"paper {p} best", "paper", p, "best"),
+                     (f"paper {p} params (M)", "paper", p, "params_m"),
+                     (f"paper {p} search cost (GPU-d)", "paper", p, "gpu_days")]
+    return cols
+
+
+def _cell(c: dict[str, Any], field: str) -> str:
+    if field == "err":
+        text = _err_cell(c)
+        if c.get("top5") is not None and text != "-":
+            text += f" / {c['top5']:.1f}"
+        return text
+    v = c.get(field)
+    if v is None:
+        return "-"
+    if field == "params_m":
+        return f"{v:.2f}" + (f" ({c['params_convention']})" if c.get("params_convention")
+                             else "")
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def paper_table_header(t: dict[str, Any]) -> str:
+    sel = ("final-epoch weights" if t["selection"] == "final"
+           else "best epoch over retraining (selected on the test set)")
+    over = (f" Overridden on the command line: {', '.join(t['overridden'])} (the paper columns "
+            "keep the paper's datasets)." if t["overridden"] else "")
+    src = f" Cells searched on `{t['source']}`." if t.get("source") else ""
+    return (f"Profile `{t['profile']}`, ours on {', '.join(t['datasets'])}.{src}{over} "
+            f"**ours**: test error (%) of the {sel}, mean ± {t['std']} over N={t['n_seeds']} "
+            "seeds; best = the best single seed; ImageNet-style cells read top-1 / top-5. "
+            "Params: ours in the DARTS convention (no auxiliary head, /1e6). **paper**: the "
+            "published numbers (mean ± std over 8 seeds where the paper reports it; its own "
+            "params convention, in brackets).")
+
+
+def paper_table_markdown(t: dict[str, Any]) -> str:
+    lines = [f"## {t['title']}", "", paper_table_header(t), ""]
+    if t["grid"]:
+        g = t["grid"]
+        head = ([f"ours {g['col_param']}={c}" for c in g["cols"]]
+                + [f"paper {g['col_param']}={c}" for c in g["cols"]])
+        lines += [f"| {g['row_param']} \\ {g['col_param']} | " + " | ".join(head) + " |",
+                  "|---" * (len(head) + 1) + "|"]
+        for r in t["rows"]:
+            ours = [_err_cell(next(iter(c["ours"].values()))) for c in r["cells"]]
+            paper = [_err_cell(next(iter(c["paper"].values()))) for c in r["cells"]]
+            lines.append(f"| {r['label']} | " + " | ".join(ours + paper) + " |")
+    else:
+        cols = _columns(t)
+        lines += ["| Method | " + " | ".join(h for h, *_ in cols) + " |",
+                  "|---" * (len(cols) + 1) + "|"]
+        for r in t["rows"]:
+            lines.append(f"| {r['label']} | " + " | ".join(
+                _cell(r[side][d], f) for _, side, d, f in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_table_csv(t: dict[str, Any]) -> str:
+    """The Markdown rows, with numbers in their own columns (mean, std, best, ...)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    fields = ("mean", "std", "best", "n", "top5", "params_m")
+    if t["grid"]:
+        g = t["grid"]
+        header = [g["row_param"]]
+        for side in ("ours", "paper"):
+            header += [f"{side} {g['col_param']}={c} {f}" for c in g["cols"]
+                       for f in ("mean", "std", "n")]
+        w.writerow(header)
+        for r in t["rows"]:
+            out = [r["label"].split("=", 1)[1]]
+            for side in ("ours", "paper"):
+                for c in r["cells"]:
+                    v = next(iter(c[side].values()))
+                    out += [v.get(f) for f in ("mean", "std", "n")]
+            w.writerow(["" if v is None else v for v in out])
+        return buf.getvalue()
+    groups = [("ours", d) for d in t["datasets"]] + [("paper", p) for p in t["paper_datasets"]]
+    header = ["label", "method"]
+    for side, d in groups:
+        header += [f"{side} {d} {f}" for f in fields]
+    w.writerow(header)
+    for r in t["rows"]:
+        out = [r["label"], r["method"]]
+        for side, d in groups:
+            out += [r[side][d].get(f) for f in fields]
+        w.writerow(["" if v is None else v for v in out])
+    return buf.getvalue()
+
+
+def write_paper_table(spec: dict[str, Any], results: str | Path,
+                      out_md: str | Path) -> dict[str, Any]:
+    """Read the aggregates of `spec` (PipelineConfig.table, with its published numbers) under
+    ``results``; write <out>.md, .csv and .json."""
+    from nasflow.io import write_text
+
+    pub = {d: {m: PublishedEntry.model_validate(e) for m, e in ms.items()}
+           for d, ms in spec.get("published", {}).items()}
+    aggs = {}
+    for d in spec["datasets"]:
+        for r in spec["results"]:
+            aggs[(d, r)] = _read(Path(results) / spec["profile"] / f"{d}_{r}.json")
+    t = build_paper_table(spec, aggs, pub)
+    out_md = Path(out_md)
+    write_text(out_md, paper_table_markdown(t))
+    write_text(out_md.with_suffix(".csv"), paper_table_csv(t))
+    _write_json(out_md.with_suffix(".json"), t)
+    return t
+
+
 # ---- command line ----------------------------------------------------------------------------
 def _write_json(path: str | Path, obj: Any) -> None:
     from nasflow.io import write_json
@@ -595,6 +883,12 @@ def _cmd_table(args) -> None:
     write_text(args.out, markdown_table([_read(f) for f in files], args.title or ""))
 
 
+def _cmd_paper_table(args) -> None:
+    import json
+
+    write_paper_table(json.loads(args.spec), args.results, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nasflow.pipeline",
                                      description="nasflow pipeline helpers (records, tables).")
@@ -652,6 +946,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_table)
+
+    p = sub.add_parser("paper-table",
+                       help="a paper table: ours beside the published numbers (.md/.csv/.json)")
+    p.add_argument("--spec", required=True, help="the resolved table (PipelineConfig.table), JSON")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", type=Path, required=True, help="<name>.md; .csv and .json beside it")
+    p.set_defaults(func=_cmd_paper_table)
     return parser
 
 

@@ -2,11 +2,24 @@
 # per-profile resources. Functions only (no rules), so that `snakemake --lint` stays clean.
 import shlex
 
-from nasflow.pipeline import available, load_pipeline_config, params_args, params_files
+from nasflow.pipeline import (
+    available,
+    load_pipeline_config,
+    params_args,
+    params_files,
+)
 
 PC = load_pipeline_config(config)
+# `--config profile=X dataset=Y` on the command line (not the config file's values) overrides
+# the profile and dataset of every table and of `analysis` (see workflow/config.yaml).
+_CLI_CONFIG = workflow.config_settings.overwrite_config or {}
+PC.set_table_overrides(_CLI_CONFIG.get("profile"), _CLI_CONFIG.get("dataset"))
 PC.check_names(".")
 KNOWN = available(".", PC.params_dir)
+PUBLISHED = PC.published.tables
+# tables with published numbers are built by paper_table (.md, .csv, .json), the others by table
+PAPER_TABLES = [n for n in PC.tables if n in PUBLISHED]
+PLAIN_TABLES = [n for n in PC.tables if n not in PUBLISHED]
 
 
 def _choice(names):
@@ -17,7 +30,8 @@ def _choice(names):
 wildcard_constraints:
     profile=_choice(KNOWN["profiles"]),
     dataset=_choice(KNOWN["datasets"]),
-    method=_choice(KNOWN["methods"]),
+    # <method> or <method>@<source>: the cell searched on <source> (transfer)
+    method=f"(?:{_choice(KNOWN['methods'])})(?:@(?:{_choice(KNOWN['datasets'])}))?",
     seed=r"\d+",
     table=_choice(PC.tables),
 
@@ -36,15 +50,23 @@ def run_dir(profile, dataset, method, seed):
     return RUN.format(profile=profile, dataset=dataset, method=method, seed=seed)
 
 
+def split_method(method):
+    """'dropnas@cifar10' -> ('dropnas', 'cifar10'); 'dropnas' -> ('dropnas', None)."""
+    base, _, source = method.partition("@")
+    return base, source or None
+
+
 def search_run(wc):
-    """The run whose search feeds this run: the same one, unless the dataset is a transfer
-    target (config `search_on`, e.g. ImageNet retrains the cell searched on CIFAR-10)."""
-    return run_dir(wc.profile, PC.search_dataset(wc.dataset), wc.method, wc.seed)
+    """The run whose search feeds this run: the same one, unless the method names a source
+    (<method>@<source>: the cell searched on <source>, same method and seed) or the dataset is
+    a transfer-only target (config `search_on`, e.g. ImageNet retrains a CIFAR-10 cell)."""
+    base, source = split_method(wc.method)
+    return run_dir(wc.profile, source or PC.search_dataset(wc.dataset), base, wc.seed)
 
 
 def run_params(wc):
     """Params files of this run, in composition order: dataset, method, overlay, profile."""
-    return params_files(wc.dataset, wc.method, wc.profile, ".", PC.params_dir)
+    return params_files(wc.dataset, split_method(wc.method)[0], wc.profile, ".", PC.params_dir)
 
 
 def seed_overrides(wc):
@@ -94,6 +116,47 @@ def table_inputs(wc):
         RESULT.format(profile=t["profile"], dataset=t["dataset"], method=m)
         for m in t["methods"]
     ]
+
+
+def paper_table_inputs(wc):
+    t = PC.table(wc.table)
+    return [
+        RESULT.format(profile=t["profile"], dataset=d, method=r)
+        for d in t["datasets"]
+        for r in t["results"]
+    ]
+
+
+def paper_table_spec(wc):
+    import json
+
+    return shlex.quote(json.dumps(PC.table(wc.table), separators=(",", ":")))
+
+
+ANALYSIS = "results/{profile}/analysis/{dataset}_{method}_s{seed}"
+# nasflow analyze's fixed-name figures (plus standalone_edge<i>.png for the first/last edge)
+ANALYSIS_FIGURES = [
+    "alpha_trajectories_normal.png",
+    "alpha_trajectories_reduce.png",
+    "alpha_grad_normal.png",
+    "alpha_grad_reduce.png",
+    "coadaptation.png",
+]
+
+
+def analysis_targets():
+    a = PC.analysis_plan()
+    return [
+        f"{ANALYSIS}/analysis.json".format(
+            profile=a["profile"], dataset=a["dataset"], method=m, seed=s
+        )
+        for m in a["methods"]
+        for s in a["seeds"]
+    ]
+
+
+def analysis_images(wc):
+    return PC.analysis.images.get(wc.profile, 1000)
 
 
 def table_args(wc):
