@@ -16,8 +16,10 @@
   (MLflow's schema migrations, which corrupt the file when two processes run them at once) and
   experiment creation are serialised by a file lock; a lost experiment-creation race is
   resolved by re-reading. Each :meth:`Tracker.log_metrics` call (one step) is one ``log_batch``.
+  :func:`ensure_store` opens the store up front (a pipeline's set-up step).
 * Tracking never kills a training job: if the store is still unreachable after the retries,
-  the tracker warns once on stderr and carries on as a no-op.
+  the tracker warns once on stderr and carries on as a no-op. (For an HTTP server MLflow
+  itself retries first, ~4 min by default: ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` shortens it.)
 """
 
 from __future__ import annotations
@@ -204,6 +206,10 @@ def _client():
         return _CLIENTS[uri]
     from mlflow import MlflowClient
 
+    if _sqlite_path(uri) is not None:
+        # ~1 s of imports: done before taking the lock, so that parallel jobs hold it briefly.
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
     db_logger = logging.getLogger("mlflow.store.db.utils")
     if not any(isinstance(f, _DropRetriedLockErrors) for f in db_logger.filters):
         db_logger.addFilter(_DropRetriedLockErrors())
@@ -214,14 +220,26 @@ def _client():
     return client
 
 
-def _artifact_location(uri: str) -> str | None:
-    """Where a new experiment keeps artifacts: ``mlartifacts/`` beside a SQLite file (in the
-    working directory for other DB stores), the server's choice for HTTP stores."""
+def ensure_store() -> str:
+    """Open (for a fresh SQLite file: create and migrate) the configured store now, serialised
+    with every other nasflow process on this machine; returns the resolved URI. For a
+    pipeline's set-up step: unlike the trackers, it raises :class:`TrackingUnavailable`."""
+    try:
+        _client()
+    except Exception as exc:
+        raise TrackingUnavailable(f"MLflow store {tracking_uri()}: {_short(exc)}") from exc
+    return _resolved_uri()
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps artifacts: ``mlartifacts/<experiment>/`` beside a SQLite
+    file (in the working directory for other DB stores); the server's choice for HTTP stores."""
+    folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._") or "experiment"
     db = _sqlite_path(uri)
     if db is not None:
-        return (db.parent / "mlartifacts").as_uri()
+        return (db.parent / "mlartifacts" / folder).as_uri()
     if uri.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql", "mssql"):
-        return (Path.cwd() / "mlartifacts").as_uri()
+        return (Path.cwd() / "mlartifacts" / folder).as_uri()
     return None
 
 
@@ -235,7 +253,8 @@ def _experiment_id(client, name: str) -> str:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return client.create_experiment(name, artifact_location=_artifact_location(uri))
+                return client.create_experiment(name,
+                                                artifact_location=_artifact_location(uri, name))
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -273,6 +292,8 @@ def _text(value: Any, limit: int) -> str:
         text = value
     elif isinstance(value, os.PathLike):
         text = os.fspath(value)
+    elif hasattr(value, "tolist") and not isinstance(value, int | float):  # numpy values
+        text = json.dumps(value.tolist(), default=str)
     elif isinstance(value, list | tuple | set | frozenset):
         try:
             text = json.dumps(list(value) if isinstance(value, set | frozenset) else value,
@@ -394,8 +415,8 @@ class Tracker:
             return
         from mlflow.entities import Param
 
-        items = [Param(clean_key(k), _text(v, MAX_PARAM_VAL_LENGTH))
-                 for k, v in flatten(flat).items()]
+        values = {clean_key(k): _text(v, MAX_PARAM_VAL_LENGTH) for k, v in flatten(flat).items()}
+        items = [Param(k, v) for k, v in values.items()]  # keys made unique by the dict
         for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
             chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
             self._call(lambda c=chunk: self.client.log_batch(self.run_id, params=c), "log_params")
@@ -431,8 +452,8 @@ class Tracker:
             return
         from mlflow.entities import RunTag
 
-        items = [RunTag(_tag_key(k), _text(v, MAX_TAG_VAL_LENGTH))
-                 for k, v in tags.items() if v is not None]
+        values = {_tag_key(k): _text(v, MAX_TAG_VAL_LENGTH) for k, v in tags.items() if v is not None}
+        items = [RunTag(k, v) for k, v in values.items()]
         for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
             chunk = items[i:i + MAX_PARAMS_TAGS_PER_BATCH]
             self._call(lambda c=chunk: self.client.log_batch(self.run_id, tags=c), "set_tags")
@@ -496,9 +517,9 @@ def _artifact_dir(artifact_file: str) -> str | None:
 
 
 def _close_figure(fig) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    # Only pyplot-made figures hold global state (plots.py builds figures without pyplot).
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

@@ -1,1 +1,1 @@
-"""Plots and tables."""
+"""Reports: plots (:mod:`nasflow.report.plots`, imported on demand) and tables."""

@@ -86,9 +86,9 @@ def edge_labels(n_edges: int) -> list[str]:
 
 
 # ---- cell diagram --------------------------------------------------------------------------
-_DX, _DY, _R = 2.7, 1.5, 0.34  # layer spacing, node spacing, node radius (data units)
+_DX, _DY, _R = 2.8, 1.7, 0.34  # layer spacing, node spacing, node radius (data units)
 _INCH = 0.8  # inches per data unit
-_CHAR_W, _TEXT_H = 0.072, 0.2  # label size estimate (data units) at fontsize 7
+_CHAR_W, _TEXT_H = 0.078, 0.27  # label size estimate (data units) at fontsize 7
 
 
 def cell_diagram(genotype: Any, cell: str = "normal", title: str | None = None) -> Figure:
@@ -116,8 +116,13 @@ def cell_diagram(genotype: Any, cell: str = "normal", title: str | None = None) 
     columns: dict[int, list[int]] = {}
     for node in sorted(layer):
         columns.setdefault(layer[node], []).append(node)
+    inputs = {i + 2: [src for _, src in genes[i * k:(i + 1) * k]] for i in range(n_nodes)}
+    inputs[out] = concat
     pos: dict[int, tuple[float, float]] = {}
-    for col, nodes in columns.items():
+    for col in sorted(columns):
+        nodes = columns[col]
+        if col > 0:  # barycentre ordering (top to bottom) to cut edge crossings
+            nodes.sort(key=lambda n: (-np.mean([pos[s][1] for s in inputs[n]]), n))
         for r, node in enumerate(nodes):
             pos[node] = (col * _DX, ((len(nodes) - 1) / 2 - r) * _DY)
 
@@ -251,7 +256,6 @@ def alpha_heatmap(probs: np.ndarray, edge_ops: Sequence[Sequence[str]], title: s
     ax = fig.add_subplot()
     vmax = float(np.nanmax(mat)) if np.isfinite(mat).any() else 1.0
     cmap = _cmap("viridis")
-    cmap.set_bad("#eeeeee")
     im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, aspect="auto", vmin=0.0,
                    vmax=max(vmax, 1e-9))
     ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right", fontsize=8)
@@ -277,7 +281,7 @@ def alpha_heatmap(probs: np.ndarray, edge_ops: Sequence[Sequence[str]], title: s
 def _cmap(name: str):
     import matplotlib
 
-    return matplotlib.colormaps[name].copy()
+    return matplotlib.colormaps[name].with_extremes(bad="#eeeeee")
 
 
 def alpha_trajectories(history: Sequence[np.ndarray], edge_ops: Sequence[Sequence[str]],
