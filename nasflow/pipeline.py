@@ -807,28 +807,17 @@ def _cmd_schema(args) -> None:
     _write_json(args.out, pipeline_schema())
 
 
-def init_tracking_store() -> str | None:
-    """Create the MLflow SQLite store's tables once, before parallel jobs start: two jobs that
-    both find no database would both create its schema, and one of them fails. Returns the
-    store's path when it created one (a server URI or an existing file: nothing to do)."""
-    import os
+def init_tracking_store() -> str:
+    """Create (or open) the MLflow store once, before parallel jobs start, under the same
+    machine-wide lock the trackers use (a fresh SQLite store is otherwise created by several
+    jobs at once and one fails). Returns the resolved store URI."""
+    from nasflow.tracking import ensure_store
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = Path(uri[len("sqlite:///"):])
-    if path.exists():
-        return None
-    from mlflow import MlflowClient
-
-    MlflowClient(tracking_uri=uri).search_experiments()
-    return str(path)
+    return ensure_store()
 
 
 def _cmd_init_tracking(args) -> None:
-    created = init_tracking_store()
-    if created:
-        print(f"nasflow.pipeline: created the MLflow store {created}", file=sys.stderr)
+    print(f"nasflow.pipeline: MLflow store ready: {init_tracking_store()}", file=sys.stderr)
 
 
 def _cmd_params_files(args) -> None:
