@@ -62,7 +62,8 @@ def test_smoke_pipeline_through_slurm_executor(tmp_path, slurm_cluster):
                  if "SLURM run ID" in line or "jobid" in line.lower()]
     assert submitted, proc.stderr[-3000:]
     slurm_logs = list((project / ".snakemake" / "slurm_logs").rglob("*.log"))
-    rules = {p.parent.name.removeprefix("rule_") for p in slurm_logs}
+    # layout: .snakemake/slurm_logs/rule_<name>/<wildcards>/<jobid>.log
+    rules = {part.removeprefix("rule_") for p in slurm_logs for part in p.parts if part.startswith("rule_")}
     assert {"search", "retrain", "evaluate"} <= rules, rules
     table = (project / "results" / "tables" / "default.md").read_text()
     assert "dropnas" in table and "darts" in table
