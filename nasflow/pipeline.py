@@ -692,10 +692,11 @@ def _columns(t: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return cols
 
 
-def _cell(c: dict[str, Any], field: str) -> str:
+def _cell(c: dict[str, Any], field: str, dataset: str = "") -> str:
     if field == "err":
         text = _err_cell(c)
-        if c.get("top5") is not None and text != "-":
+        # top-1 / top-5 as the papers print ImageNet; CIFAR-style tables show top-1 only
+        if dataset == "imagenet" and c.get("top5") is not None and text != "-":
             text += f" / {c['top5']:.1f}"
         return text
     v = c.get(field)
@@ -739,7 +740,7 @@ def paper_table_markdown(t: dict[str, Any]) -> str:
                   "|---" * (len(cols) + 1) + "|"]
         for r in t["rows"]:
             lines.append(f"| {r['label']} | " + " | ".join(
-                _cell(r[side][d], f) for _, side, d, f in cols) + " |")
+                _cell(r[side][d], f, d) for _, side, d, f in cols) + " |")
     return "\n".join(lines) + "\n"
 
 

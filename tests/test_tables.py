@@ -238,7 +238,7 @@ def test_e2e_ablation_table_and_analysis_on_digits(tmp_path):
     assert any(c.startswith("ours") for c in header) and any(c.startswith("paper") for c in header)
     assert "ours digits" in header and "paper cifar10" in header and "paper cifar100" in header
     cells = {r.strip("|").split("|")[0].strip(): [c.strip() for c in r.strip("|").split("|")]
-             for r in rows[2:]}
+             for r in rows[1:]}  # rows[0] is the header; the |---| rule does not start with '| '
     assert list(cells) == ABLATION_ROWS
     assert "N=1" in md and "population" in md
 
