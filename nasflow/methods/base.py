@@ -9,7 +9,6 @@ method: subclass :class:`SearchMethod` (or :class:`~nasflow.methods.darts.DARTS`
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -220,7 +219,3 @@ class SearchMethod:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
-
-
-def cosine(value_start: float, value_end: float, t: float) -> float:
-    return value_end + 0.5 * (value_start - value_end) * (1 + math.cos(math.pi * t))
