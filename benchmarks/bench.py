@@ -54,10 +54,10 @@ SUITES = {
     ],
 }
 
-PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False)
+PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native")
 FAST = {
-    "cpu": dict(channels_last=True, amp="off", compile=False, device_data=True),
-    "gpu": dict(channels_last=True, amp="bf16", compile=False, device_data=True),
+    "cpu": dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto"),
+    "gpu": dict(channels_last=True, amp="bf16", compile=False, device_data=True, dilated_conv="auto"),
 }
 
 
@@ -90,7 +90,7 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
     import torch
 
     from nasflow.params import RuntimeParams
-    from nasflow.train.runtime import autocast, select_device
+    from nasflow.train.runtime import autocast, maybe_compile, prepare_model, select_device
 
     runtime = RuntimeParams(**switches)
     device = select_device(runtime)
@@ -113,12 +113,12 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
 
         space = build_cell_space(SpaceParams())
         search = SearchParams(layers=cfg["layers"], init_channels=cfg["C"], batch_size=B, epochs=50)
-        model = SearchNetwork(space, cfg["C"], 10, cfg["layers"], 3).to(device).to(memory_format=fmt)
+        model = prepare_model(SearchNetwork(space, cfg["C"], 10, cfg["layers"], 3).to(device),
+                              runtime, device)
         mp = {"order": cfg["order"]} if cfg["method"] == "darts" else {}
         method = build_method(METHODS[cfg["method"]].Params(**mp), search)
         method.adapt_search_space(model, space, device)
-        if runtime.compile:
-            method.model = torch.compile(model)
+        maybe_compile(model, runtime, method.compile_blocker())
 
         def step():
             with autocast(runtime, device):
@@ -131,11 +131,12 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
 
         model = build_network("cifar", PUBLISHED["DARTS_V2"], C=cfg["C"], layers=cfg["layers"],
                               num_classes=10, auxiliary=True, in_channels=3)
-        model = model.to(device).to(memory_format=fmt)
+        model = prepare_model(model.to(device), runtime, device)
         model.drop_path_prob = 0.2
         model.train()
         opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
-        net = torch.compile(model) if runtime.compile else model
+        maybe_compile(model, runtime)
+        net = model
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -245,7 +246,8 @@ def main() -> None:
               + " ".join(f"{v}={row[v].get('images_per_s', row[v].get('error'))}" for v in ("plain", "fast")),
               flush=True)
     record = {"suite": args.suite, "date": time.strftime("%Y-%m-%d"), "machine": machine_info(),
-              "method": f"median of {args.steps} timed steps after {args.warmup} warm-up, one subprocess per case",
+              "method": f"median of {args.steps} timed steps after {args.warmup} warm-up, "
+                        "one subprocess per case",
               "results": results}
     if args.out:
         from nasflow.io import write_json

@@ -177,8 +177,16 @@ class RuntimeParams(StrictModel):
     threads: int | None = Field(None, ge=1, le=1024, description="CPU threads (default: all)")
     channels_last: bool = Field(True, description="NHWC memory format (pays on CPU and GPU)")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision autocast")
-    compile: bool = Field(False, description="torch.compile the network (GPU only pays)")
+    compile: bool = Field(False, description="torch.compile the network's forward (pays on GPUs; "
+                          "on the CPU compiling a supernet takes longer than it saves). Skipped "
+                          "where the graph changes every step (DropNAS masks, DARTS 2nd order)")
     device_data: bool = Field(True, description="keep the dataset on the device as uint8")
+    dilated_conv: Literal["auto", "native", "rewrite"] = Field(
+        "auto",
+        description="dil_conv ops: 'rewrite' computes them as exact undilated convs (subsampled "
+        "input or zero-inserted kernel), 'native' uses PyTorch's dilated conv; 'auto': rewrite on "
+        "the CPU (its dilated backward is slow), native on CUDA (cuDNN handles dilation)",
+    )
     progress: bool = Field(True, description="progress bars on stderr")
 
 

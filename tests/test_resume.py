@@ -70,3 +70,87 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path, stage):
         assert a["alphas"] == b["alphas"]
     else:
         assert a["final_test_acc"] == b["final_test_acc"]
+
+
+# ---- the same Snakemake target, after the job was killed ---------------------------------------
+def _pids_running(fragment: str) -> list[int]:
+    """Processes whose command line contains ``fragment`` (from /proc: no extra dependency)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fragment in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _smoke_project(root: Path, tmp: Path) -> Path:
+    import shutil
+
+    from tests.test_pipeline import COPY
+
+    project = tmp / "project"
+    project.mkdir(parents=True)
+    for name in COPY:
+        src, dst = root / name, project / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    smoke = project / "params" / "profiles" / "smoke.yaml"
+    profile = yaml.safe_load(smoke.read_text())
+    profile["search"].update(epochs=3, steps_per_epoch=4)
+    profile["tracking"]["enabled"] = False
+    smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
+    (project / "data").mkdir()
+    return project
+
+
+@pytest.mark.slow
+def test_snakemake_target_resumes_after_the_job_is_killed(tmp_path):
+    """A pre-empted search job (SIGKILL) fails its Snakemake run; running the same target again
+    resumes from the per-epoch checkpoint (which is not a Snakemake output, so the failure did
+    not delete it) and ends with exactly the alphas of an uninterrupted run."""
+    from tests.test_pipeline import _env, snakemake
+
+    root = Path(__file__).resolve().parents[1]
+    target = "runs/smoke/digits_dropnas_s0/search/search.json"
+    args = ("--cores", "2", target, "--config", "seeds=[0]")
+    env = _env(tmp_path)
+    env["XDG_CACHE_HOME"] = str(tmp_path / ".cache")
+
+    full = _smoke_project(root, tmp_path / "full")
+    snakemake(*args, cwd=full, env=env, timeout=600)
+
+    killed = _smoke_project(root, tmp_path / "killed")
+    ckpt = killed / "checkpoints/smoke/digits_dropnas_s0/search/search.ckpt"
+    cmd = [str(Path(sys.executable).parent / "snakemake"), *args]
+    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    jobs = _pids_running("search --params params/datasets/digits.yaml")
+    jobs = [p for p in jobs if Path(f"/proc/{p}/cwd").resolve() == killed.resolve()]
+    assert jobs, "the search job is not running"
+    for pid in jobs:
+        os.kill(pid, signal.SIGKILL)  # the job dies (pre-emption, OOM killer), Snakemake lives
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, out
+    assert not (killed / target).exists()
+    assert ckpt.exists(), "the failed job's checkpoint was deleted"
+
+    again = snakemake(*args, cwd=killed, env=env, timeout=600)
+    log = (killed / "runs/smoke/digits_dropnas_s0/logs/search.log").read_text()
+    assert "resuming from" in log, log[-2000:] + again.stderr[-2000:]
+    a = json.loads((full / target).read_text())
+    b = json.loads((killed / target).read_text())
+    assert a["alphas"] == b["alphas"] and a["genotype"] == b["genotype"]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]

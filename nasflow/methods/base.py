@@ -106,6 +106,10 @@ class SearchMethod:
     def new_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def compile_blocker(self) -> str | None:
+        """Why ``runtime.compile`` cannot pay for this method's supernet (None: it can)."""
+        return None
+
     # ---- shared pieces -------------------------------------------------------------------
     def active_ops(self, masks: dict[str, np.ndarray] | None) -> ActiveOps:
         if masks is None:

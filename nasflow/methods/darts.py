@@ -45,6 +45,11 @@ class DARTS(SearchMethod):
         super().__init__(params, search)
         self.bilevel = not params.one_level
 
+    def compile_blocker(self) -> str | None:
+        if self.params.order == 2:
+            return "second order runs the supernet functionally on unrolled weights (w')"
+        return None
+
     # -- the step ---------------------------------------------------------------------------
     def step(self, train_batch, val_batch=None) -> dict[str, torch.Tensor]:
         if self.params.one_level:

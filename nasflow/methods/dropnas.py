@@ -119,6 +119,9 @@ class DropNAS(SearchMethod):
         rs = {0: self.params.r_parametric, 1: self.params.r_nonparametric}
         return {g: drop_probabilities(rs[g], sizes[g]) for g in (0, 1) if sizes[g] > 0}
 
+    def compile_blocker(self) -> str | None:
+        return "the executed ops change every step (drop masks): each step would recompile"
+
     def sample_active(self) -> dict[str, np.ndarray]:
         return {c: sample_group_masks(self.rng, self.groups[c], self.valid[c], self.group_probs(c))
                 for c in CELL_TYPES}

@@ -36,6 +36,8 @@ class CheckpointManager:
             print(f"nasflow: {self.path} was written with other params; moved to {stale.name}, "
                   "starting over", file=sys.stderr)
             return None
+        print(f"nasflow: resuming from {self.path} ({state['epoch'] + 1} epochs done)",
+              file=sys.stderr)
         return state
 
     def save(self, state: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ from nasflow.train.loop import EpochMeter, evaluate_model
 from nasflow.train.runtime import (
     autocast,
     describe_device,
+    maybe_compile,
+    prepare_model,
     progress,
     rng_state,
     set_rng_state,
@@ -37,9 +39,9 @@ def build_retrain_network(config: RunConfig, genotype: Genotype, device: torch.d
     r = config.retrain
     model = build_network(r.network, genotype, C=r.init_channels, layers=r.layers,
                           num_classes=info.num_classes, auxiliary=r.auxiliary,
-                          in_channels=info.in_channels).to(device)
-    if config.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+                          in_channels=info.in_channels)
+    model = prepare_model(model.to(device), config.runtime, device)
+    maybe_compile(model, config.runtime)
     return info, model
 
 

@@ -42,6 +42,31 @@ def setup_runtime(runtime: RuntimeParams, seed: int) -> torch.device:
     return device
 
 
+def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
+                  device: torch.device) -> torch.nn.Module:
+    """Apply the model-side speed switches: memory format and the dilated-conv rewrite."""
+    from nasflow.spaces.ops import set_dilated_rewrite
+
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    rewrite = runtime.dilated_conv == "rewrite" or (runtime.dilated_conv == "auto"
+                                                    and device.type == "cpu")
+    set_dilated_rewrite(model, rewrite)
+    return model
+
+
+def maybe_compile(model: torch.nn.Module, runtime: RuntimeParams, blocker: str | None = None) -> bool:
+    """``runtime.compile``: compile the module's forward in place (``nn.Module.compile``, so
+    parameter names, state dicts and optimizers are untouched). Returns whether it did."""
+    if not runtime.compile:
+        return False
+    if blocker:
+        print(f"nasflow: runtime.compile: not compiling, {blocker}", file=sys.stderr)
+        return False
+    model.compile()
+    return True
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

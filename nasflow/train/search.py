@@ -19,6 +19,8 @@ from nasflow.train.loop import EpochMeter
 from nasflow.train.runtime import (
     autocast,
     describe_device,
+    maybe_compile,
+    prepare_model,
     progress,
     rng_state,
     set_rng_state,
@@ -34,12 +36,11 @@ def build_search(config: RunConfig, device: torch.device):
     space = build_cell_space(config.space)
     s = config.search
     model = SearchNetwork(space, s.init_channels, info.num_classes, s.layers, info.in_channels)
-    model = model.to(device)
-    if config.runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_model(model.to(device), config.runtime, device)
     method = build_method(config.method, s)
     gen = torch.Generator().manual_seed(s.seed)
     method.adapt_search_space(model, space, device, generator=gen)
+    maybe_compile(model, config.runtime, method.compile_blocker())
     return info, space, model, method
 
 
