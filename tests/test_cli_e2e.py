@@ -48,7 +48,7 @@ def test_search_derive_retrain_evaluate_beats_chance(tmp_path, monkeypatch, caps
              "--out", str(run / "retrain"), *ck, capsys=capsys)
     _nasflow("evaluate", *params, "--genotype", str(run / "genotype.json"),
              "--weights", str(run / "retrain" / "model.pt"), "--out", str(run / "eval.json"),
-             cwd=tmp_path, capsys=capsys)
+             capsys=capsys)
     result = json.loads((run / "eval.json").read_text())
     top1 = result["top1_err"]
     # 2 retraining epochs of a 5-cell network: far from chance, well short of a full run
