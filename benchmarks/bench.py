@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--only", default=None, help="run cases whose label/method contains this")
+    ap.add_argument("--only", default=None, help="run cases whose settings contain this text")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: child process
     args = ap.parse_args()
 
