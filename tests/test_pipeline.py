@@ -439,12 +439,9 @@ E2E_SEEDS = [0]  # one seed per method keeps the file within minutes; aggregatio
 COPY = ["Snakefile", "dvc.yaml", "workflow", "params", ".dvcignore", ".dvc/config"]
 
 
-@pytest.fixture(scope="module")
-def smoke_project(tmp_path_factory):
-    """A copy of the project (a git repo, as DVC needs) after `snakemake --cores 2`."""
-    tmp = tmp_path_factory.mktemp("nasflow_e2e")
-    project = tmp / "project"
-    project.mkdir()
+def copy_project(project: Path) -> Path:
+    """A fresh copy of the pipeline files (not the package: rules call the installed CLI)."""
+    project.mkdir(parents=True)
     for name in COPY:
         src, dst = ROOT / name, project / name
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -452,6 +449,14 @@ def smoke_project(tmp_path_factory):
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
+    return project
+
+
+@pytest.fixture(scope="module")
+def smoke_project(tmp_path_factory):
+    """A copy of the project (a git repo, as DVC needs) after `snakemake --cores 2`."""
+    tmp = tmp_path_factory.mktemp("nasflow_e2e")
+    project = copy_project(tmp / "project")
     config = yaml.safe_load((project / "workflow" / "config.yaml").read_text())
     config["profiles"]["smoke"]["seeds"] = E2E_SEEDS
     (project / "workflow" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -88,20 +88,10 @@ def _pids_running(fragment: str) -> list[int]:
     return pids
 
 
-def _smoke_project(root: Path, tmp: Path) -> Path:
-    import shutil
+def _smoke_project(tmp: Path) -> Path:
+    from tests.test_pipeline import copy_project
 
-    from tests.test_pipeline import COPY
-
-    project = tmp / "project"
-    project.mkdir(parents=True)
-    for name in COPY:
-        src, dst = root / name, project / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+    project = copy_project(tmp / "project")
     smoke = project / "params" / "profiles" / "smoke.yaml"
     profile = yaml.safe_load(smoke.read_text())
     profile["search"].update(epochs=3, steps_per_epoch=4)
@@ -118,16 +108,15 @@ def test_snakemake_target_resumes_after_the_job_is_killed(tmp_path):
     not delete it) and ends with exactly the alphas of an uninterrupted run."""
     from tests.test_pipeline import _env, snakemake
 
-    root = Path(__file__).resolve().parents[1]
     target = "runs/smoke/digits_dropnas_s0/search/search.json"
     args = ("--cores", "2", target, "--config", "seeds=[0]")
     env = _env(tmp_path)
     env["XDG_CACHE_HOME"] = str(tmp_path / ".cache")
 
-    full = _smoke_project(root, tmp_path / "full")
+    full = _smoke_project(tmp_path / "full")
     snakemake(*args, cwd=full, env=env, timeout=600)
 
-    killed = _smoke_project(root, tmp_path / "killed")
+    killed = _smoke_project(tmp_path / "killed")
     ckpt = killed / "checkpoints/smoke/digits_dropnas_s0/search/search.ckpt"
     cmd = [str(Path(sys.executable).parent / "snakemake"), *args]
     proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.PIPE,

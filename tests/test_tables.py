@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import pytest
 import yaml
@@ -31,6 +30,7 @@ from tests.test_pipeline import (
     _env,
     _record,
     cli_params,
+    copy_project,
     dry_run_jobs,
     shell_tokens,
     snakemake,
@@ -199,20 +199,11 @@ def test_paper_table_twins_hold_the_same_rows():
 
 
 # ---- end to end (slow, CI) ---------------------------------------------------------------------
-COPY = ["Snakefile", "dvc.yaml", "workflow", "params", ".dvcignore", ".dvc/config"]
 
 
 @pytest.mark.slow
 def test_e2e_ablation_table_and_analysis_on_digits(tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in COPY:
-        src, dst = ROOT / name, project / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+    project = copy_project(tmp_path / "project")
     smoke = project / "params" / "profiles" / "smoke.yaml"
     profile = yaml.safe_load(smoke.read_text())
     profile["search"].update(epochs=2, steps_per_epoch=4)  # plumbing, not accuracy
