@@ -16,7 +16,7 @@ run: setup
 
 ## the whole test suite, end-to-end pipeline tests included
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.test_pipeline import copy_project
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-COPY = ["Snakefile", "workflow", "params"]
 
 needs_slurm = pytest.mark.skipif(
     shutil.which("slurmctld") is None or os.geteuid() != 0,
@@ -36,18 +37,17 @@ def slurm_cluster():
 @pytest.mark.slow
 @needs_slurm
 def test_smoke_pipeline_through_slurm_executor(tmp_path, slurm_cluster):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, project / name)
+    project = copy_project(tmp_path / "project")
     (project / "data").mkdir()
     config = yaml.safe_load((project / "workflow" / "config.yaml").read_text())
     config["profiles"]["smoke"]["seeds"] = [0]
     (project / "workflow" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # the scheduling is under test, not the training: the shortest smoke run
+    smoke = project / "params" / "profiles" / "smoke.yaml"
+    profile = yaml.safe_load(smoke.read_text())
+    profile["search"].update(epochs=2, steps_per_epoch=3)
+    profile["retrain"].update(epochs=1, steps_per_epoch=3)
+    smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["XDG_CACHE_HOME"] = str(tmp_path / ".cache")
