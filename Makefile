@@ -12,7 +12,7 @@ $(STAMP): requirements.lock pyproject.toml scripts/setup.sh
 
 ## the default target: DARTS vs DropNAS on the embedded digits data (smoke profile)
 run: setup
-	$(BIN)/snakemake --cores all
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores all
 
 ## the whole test suite, end-to-end pipeline tests included
 test: setup
