@@ -40,8 +40,16 @@ SUITES = {
         ("search", dict(method="darts", order=2, layers=8, C=16, batch=16, label="paper cells, batch 16")),
         ("search", dict(method="dropnas", layers=14, C=16, batch=32, label="paper cells, batch 32")),
         ("retrain", dict(layers=20, C=36, batch=96, label="paper")),
+        ("retrain", dict(layers=20, C=36, batch=192, label="paper")),
         ("data", dict(dataset="fashion_mnist", batch=96, label="real data, augment on")),
         ("data", dict(dataset="cifar_shape", batch=96, label="32x32x3 uint8, augment on")),
+    ],
+    # a seconds-long run of every kind of case: the test suite checks the script with it
+    "tiny": [
+        ("search", dict(method="darts", order=1, layers=3, C=4, batch=8, label="tiny")),
+        ("search", dict(method="dropnas", layers=3, C=4, batch=8, label="tiny")),
+        ("retrain", dict(layers=3, C=8, batch=8, label="tiny")),
+        ("data", dict(dataset="digits", batch=32, label="real data, augment on")),
     ],
     "gpu": [
         ("search", dict(method="darts", order=1, layers=8, C=16, batch=64, label="paper")),
@@ -57,6 +65,7 @@ SUITES = {
 PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native")
 FAST = {
     "cpu": dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto"),
+    "tiny": dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto"),
     "gpu": dict(channels_last=True, amp="bf16", compile=False, device_data=True, dilated_conv="auto"),
 }
 
@@ -92,6 +101,8 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
     from nasflow.params import RuntimeParams
     from nasflow.train.runtime import autocast, maybe_compile, prepare_model, select_device
 
+    if kind == "data" and switches.get("reference"):
+        return _reference_data_case(cfg)
     runtime = RuntimeParams(**switches)
     device = select_device(runtime)
     torch.manual_seed(0)
@@ -153,21 +164,74 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
             "peak_memory_mb": _peak_memory_mb(device), "batch": B}
 
 
+def _data_source(cfg):
+    import torch
+
+    from nasflow.data import ArrayDataset, dataset_info, load_dataset
+    from nasflow.params import DatasetParams
+
+    if cfg["dataset"] == "cifar_shape":
+        info = dataset_info(DatasetParams(name="cifar10"))
+        g = torch.Generator().manual_seed(0)
+        return ArrayDataset(images=torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g),
+                            labels=torch.randint(0, 10, (50_000,), generator=g), info=info)
+    return load_dataset(DatasetParams(name=cfg["dataset"]), "train")
+
+
+def _reference_data_case(cfg) -> dict:
+    """The reference codes' input pipeline (DARTS / DropNAS ``train_search.py``): per-image PIL
+    transforms (pad-4 random crop, flip, to-tensor, normalise, cutout 16) in a ``DataLoader``
+    with one worker per core, on the same images."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision import transforms as T
+
+    ds = _data_source(cfg)
+    images = ds.images.permute(0, 2, 3, 1).squeeze(-1).numpy()  # PIL wants HWC / HW uint8
+    size = ds.info.image_size
+
+    def cutout(img: torch.Tensor, length: int = 16) -> torch.Tensor:  # DARTS utils.Cutout
+        h, w = img.shape[1:]
+        cy, cx = np.random.randint(h), np.random.randint(w)
+        mask = np.ones((h, w), np.float32)
+        mask[max(cy - length // 2, 0):min(cy + length // 2, h),
+             max(cx - length // 2, 0):min(cx + length // 2, w)] = 0.0
+        return img * torch.from_numpy(mask).expand_as(img)
+
+    tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize(ds.info.mean, ds.info.std), T.Lambda(cutout)])
+
+    class PerImage(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            return tf(Image.fromarray(images[i])), int(ds.labels[i])
+
+    workers = os.cpu_count() or 1
+    loader = torch.utils.data.DataLoader(PerImage(), batch_size=cfg["batch"], shuffle=True,
+                                         drop_last=True, num_workers=workers)
+    it = iter(loader)
+    n_batches = min(len(loader) - 1, 200)
+    for _ in range(5):
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(n_batches - 5):
+        next(it)
+    dt = time.perf_counter() - t0
+    n = (n_batches - 5) * cfg["batch"]
+    return {"images_per_s": n / dt, "batches": n_batches - 5, "batch": cfg["batch"],
+            "workers": workers, "peak_memory_mb": _peak_memory_mb(torch.device("cpu"))}
+
+
 def _data_case(cfg, runtime, device, warmup, steps) -> dict:
     import torch
 
-    from nasflow.data import load_dataset, make_loader
-    from nasflow.params import AugmentParams, DatasetParams
+    from nasflow.data import make_loader
+    from nasflow.params import AugmentParams
 
-    if cfg["dataset"] == "cifar_shape":
-        from nasflow.data import ArrayDataset, dataset_info
-
-        info = dataset_info(DatasetParams(name="cifar10"))
-        g = torch.Generator().manual_seed(0)
-        ds = ArrayDataset(images=torch.randint(0, 256, (50_000, 3, 32, 32), dtype=torch.uint8, generator=g),
-                          labels=torch.randint(0, 10, (50_000,), generator=g), info=info)
-    else:
-        ds = load_dataset(DatasetParams(name=cfg["dataset"]), "train")
+    ds = _data_source(cfg)
     loader = make_loader(ds, None, batch_size=cfg["batch"], device=device,
                          augment=AugmentParams(crop_padding=4, flip=True, cutout=16), shuffle=True,
                          drop_last=True, seed=0, channels_last=runtime.channels_last,
@@ -214,7 +278,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--only", default=None, help="run cases whose settings contain this text")
+    ap.add_argument("--only", default=None, help="run cases whose kind or settings contain this text")
+    ap.add_argument("--fast", action="append", default=[], metavar="SWITCH=VALUE",
+                    help="override a switch of the fast variant (e.g. compile=true); recorded")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: child process
     args = ap.parse_args()
 
@@ -224,12 +290,21 @@ def main() -> None:
         print("RESULT " + json.dumps(res))
         return
 
+    fast = dict(FAST[args.suite])
+    for item in args.fast:
+        key, _, value = item.partition("=")
+        if key not in fast:
+            ap.error(f"--fast {item}: unknown switch {key!r}; known: {', '.join(fast)}")
+        fast[key] = {"true": True, "false": False}.get(value.lower(), value)
     results = []
     for kind, cfg in SUITES[args.suite]:
-        if args.only and args.only not in json.dumps(cfg):
+        if args.only and args.only not in json.dumps({"kind": kind, **cfg}):
             continue
         row = {"kind": kind, **cfg}
-        for variant, switches in (("plain", PLAIN), ("fast", FAST[args.suite])):
+        variants = [("plain", PLAIN), ("fast", fast)]
+        if kind == "data":  # and the reference codes' per-image PIL pipeline
+            variants.append(("reference", {"reference": True}))
+        for variant, switches in variants:
             spec = json.dumps({"kind": kind, "cfg": cfg, "switches": switches})
             steps = args.steps if kind != "data" else 1
             proc = subprocess.run([sys.executable, __file__, "--case", spec, "--warmup", str(args.warmup),
@@ -241,9 +316,11 @@ def main() -> None:
                 row[variant] = {**json.loads(line[0][7:]), "switches": switches}
         if "images_per_s" in row["plain"] and "images_per_s" in row["fast"]:
             row["speedup"] = row["fast"]["images_per_s"] / row["plain"]["images_per_s"]
+        if "images_per_s" in row.get("reference", {}) and "images_per_s" in row["fast"]:
+            row["speedup_vs_reference"] = row["fast"]["images_per_s"] / row["reference"]["images_per_s"]
         results.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("plain", "fast")}) + " "
-              + " ".join(f"{v}={row[v].get('images_per_s', row[v].get('error'))}" for v in ("plain", "fast")),
+        print(json.dumps({k: v for k, v in row.items() if k not in dict(variants)}) + " "
+              + " ".join(f"{v}={row[v].get('images_per_s', row[v].get('error'))}" for v, _ in variants),
               flush=True)
     record = {"suite": args.suite, "date": time.strftime("%Y-%m-%d"), "machine": machine_info(),
               "method": f"median of {args.steps} timed steps after {args.warmup} warm-up, "

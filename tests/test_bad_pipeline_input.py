@@ -3,7 +3,6 @@ Snakemake before any job, with a message naming the value."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,9 @@ BIN = Path(sys.executable).parent
     (["methods=[no_such_method]"], "no_such_method"),
 ], ids=["unknown-profile", "dataset-escapes-project", "unknown-method"])
 def test_snakemake_refuses_bad_config(tmp_path, config, fragment):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "XDG_CACHE_HOME": str(tmp_path / ".cache")}
+    from tests.test_pipeline import _env
+
+    env = _env(tmp_path)
     proc = subprocess.run([str(BIN / "snakemake"), "-n", "--cores", "1", "results/cifar10_dropnas.json",
                            "--config", *config], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

@@ -128,3 +128,24 @@ def test_compile_switch_reaches_the_networks(monkeypatch, capsys, method, order,
     compiled.clear()
     _, net = build_retrain_network(cfg, PUBLISHED["DARTS_V2"], torch.device("cpu"))
     assert compiled == [net]
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_deterministic_switch_sets_torch_and_inductor_only_when_compiling(compile_):
+    """runtime.deterministic turns on torch's deterministic algorithms (errors, not warnings);
+    Inductor's own flag (and its ~2 s import) only when runtime.compile will use Inductor. In a
+    fresh process: the test process may already have imported Inductor."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from nasflow.params import RuntimeParams\n"
+        "from nasflow.train.runtime import setup_runtime\n"
+        f"setup_runtime(RuntimeParams(deterministic=True, compile={compile_}), 0)\n"
+        "inductor = sys.modules.get('torch._inductor.config')\n"
+        "print(torch.are_deterministic_algorithms_enabled(),"
+        " torch.is_deterministic_algorithms_warn_only_enabled(),"
+        " inductor is not None and inductor.deterministic)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", str(compile_)]

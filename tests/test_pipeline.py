@@ -39,6 +39,8 @@ CONFIG = yaml.safe_load((ROOT / "workflow" / "config.yaml").read_text())
 def _env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # Snakemake without SLURM: its SLURM plugin's start-up probe fails fast (see the file)
+    env.setdefault("SLURM_CONF", str(ROOT / "tests" / "slurm_no_controller.conf"))
     cache = (tmp or ROOT) / ".cache"
     env.setdefault("XDG_CACHE_HOME", str(cache))
     env.update(extra)

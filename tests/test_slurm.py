@@ -54,6 +54,7 @@ def test_smoke_pipeline_through_slurm_executor(tmp_path, slurm_cluster):
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
     cmd = [str(BIN / "snakemake"), "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+           "--seconds-between-status-checks", "2",
            "--slurm-keep-successful-logs", "--latency-wait", "5"]
     proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-5000:]

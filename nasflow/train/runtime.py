@@ -30,7 +30,7 @@ def setup_runtime(runtime: RuntimeParams, seed: int) -> torch.device:
     seed_everything(seed)
     if runtime.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=False)
+        _use_deterministic_algorithms(compiling=runtime.compile)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     else:
@@ -40,6 +40,17 @@ def setup_runtime(runtime: RuntimeParams, seed: int) -> torch.device:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return device
+
+
+def _use_deterministic_algorithms(compiling: bool) -> None:
+    """``torch.use_deterministic_algorithms(True)``, minus its one side effect we do not need
+    without ``torch.compile``: it imports ``torch._inductor.config`` (sympy, mpmath: ~2 s per
+    process, paid by every pipeline job) only to set Inductor's own deterministic flag."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if compiling or setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+    else:
+        setter(True, warn_only=False)
 
 
 def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
