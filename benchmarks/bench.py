@@ -62,12 +62,11 @@ SUITES = {
     ],
 }
 
-PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native")
-FAST = {
-    "cpu": dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto"),
-    "tiny": dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto"),
-    "gpu": dict(channels_last=True, amp="bf16", compile=False, device_data=True, dilated_conv="auto"),
-}
+PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native",
+             share_relu=False, malloc_tuning=False)
+_DEFAULTS = dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto",
+                 share_relu=True, malloc_tuning=True)
+FAST = {"cpu": dict(_DEFAULTS), "tiny": dict(_DEFAULTS), "gpu": dict(_DEFAULTS, amp="bf16")}
 
 
 def _peak_memory_mb(device) -> float:
@@ -99,12 +98,20 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
     import torch
 
     from nasflow.params import RuntimeParams
-    from nasflow.train.runtime import autocast, maybe_compile, prepare_model, select_device
+    from nasflow.train.runtime import (
+        autocast,
+        maybe_compile,
+        prepare_model,
+        select_device,
+        tune_host_allocator,
+    )
 
     if kind == "data" and switches.get("reference"):
         return _reference_data_case(cfg)
     runtime = RuntimeParams(**switches)
     device = select_device(runtime)
+    if runtime.malloc_tuning and device.type == "cpu":
+        tune_host_allocator()
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -254,6 +261,31 @@ def _data_case(cfg, runtime, device, warmup, steps) -> dict:
             "peak_memory_mb": _peak_memory_mb(device)}
 
 
+def _run_in_subprocess(kind: str, cfg: dict, switches: dict, args) -> dict:
+    spec = json.dumps({"kind": kind, "cfg": cfg, "switches": switches})
+    steps = args.steps if kind != "data" else 1
+    proc = subprocess.run([sys.executable, __file__, "--case", spec, "--warmup", str(args.warmup),
+                           "--steps", str(steps)], capture_output=True, text=True, cwd=ROOT)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return json.loads(line[0][7:])
+
+
+def _summarise(runs: list[dict]) -> dict:
+    """One run: its result. Several (``--repeats``): the median images/s over the runs, the
+    largest peak memory, and every run kept under ``runs``."""
+    if len(runs) == 1 or any("error" in r for r in runs):
+        bad = [r for r in runs if "error" in r]
+        return bad[0] if bad else runs[0]
+    out = {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
+           "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
+           "batch": runs[0]["batch"], "repeats": len(runs), "runs": runs}
+    if "median_step_s" in runs[0]:
+        out["median_step_s"] = out["batch"] / out["images_per_s"]
+    return out
+
+
 def machine_info() -> dict:
     import torch
 
@@ -278,6 +310,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs per variant, alternating plain / fast; the median is reported")
     ap.add_argument("--only", default=None, help="run cases whose kind or settings contain this text")
     ap.add_argument("--fast", action="append", default=[], metavar="SWITCH=VALUE",
                     help="override a switch of the fast variant (e.g. compile=true); recorded")
@@ -304,16 +338,12 @@ def main() -> None:
         variants = [("plain", PLAIN), ("fast", fast)]
         if kind == "data":  # and the reference codes' per-image PIL pipeline
             variants.append(("reference", {"reference": True}))
+        runs: dict[str, list[dict]] = {v: [] for v, _ in variants}
+        for _ in range(args.repeats):  # variants alternate, so drift hits all of them alike
+            for variant, switches in variants:
+                runs[variant].append(_run_in_subprocess(kind, cfg, switches, args))
         for variant, switches in variants:
-            spec = json.dumps({"kind": kind, "cfg": cfg, "switches": switches})
-            steps = args.steps if kind != "data" else 1
-            proc = subprocess.run([sys.executable, __file__, "--case", spec, "--warmup", str(args.warmup),
-                                   "--steps", str(steps)], capture_output=True, text=True, cwd=ROOT)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not line:
-                row[variant] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
-            else:
-                row[variant] = {**json.loads(line[0][7:]), "switches": switches}
+            row[variant] = {**_summarise(runs[variant]), "switches": switches}
         if "images_per_s" in row["plain"] and "images_per_s" in row["fast"]:
             row["speedup"] = row["fast"]["images_per_s"] / row["plain"]["images_per_s"]
         if "images_per_s" in row.get("reference", {}) and "images_per_s" in row["fast"]:
@@ -324,7 +354,9 @@ def main() -> None:
               flush=True)
     record = {"suite": args.suite, "date": time.strftime("%Y-%m-%d"), "machine": machine_info(),
               "method": f"median of {args.steps} timed steps after {args.warmup} warm-up, "
-                        "one subprocess per case",
+                        "one subprocess per case"
+                        + (f"; median over {args.repeats} alternating runs per variant"
+                           if args.repeats > 1 else ""),
               "results": results}
     if args.out:
         from nasflow.io import write_json

@@ -187,6 +187,16 @@ class RuntimeParams(StrictModel):
         "input or zero-inserted kernel), 'native' uses PyTorch's dilated conv; 'auto': rewrite on "
         "the CPU (its dilated backward is slow), native on CUDA (cuDNN handles dilation)",
     )
+    share_relu: bool = Field(
+        True,
+        description="compute each tensor's ReLU once for all the ops that read it (DARTS' ops "
+        "each apply their own): the same values, fewer activations kept for backward",
+    )
+    malloc_tuning: bool = Field(
+        True,
+        description="CPU, glibc: malloc keeps freed activation memory for the next step "
+        "(mallopt) instead of returning it to the OS and page-faulting it back in every step",
+    )
     progress: bool = Field(True, description="progress bars on stderr")
 
 

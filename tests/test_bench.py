@@ -45,10 +45,10 @@ def test_every_kind_of_case_runs_plain_and_fast(case):
         assert ref["images_per_s"] > 0 and ref["workers"] >= 1
 
 
-def test_script_writes_a_record_with_ratios(tmp_path):
+def test_script_writes_a_record_with_ratios_over_repeats(tmp_path):
     out = tmp_path / "tiny.json"
     proc = subprocess.run([sys.executable, str(BENCH), "--suite", "tiny", "--only", "retrain",
-                           "--warmup", "0", "--steps", "1", "--out", str(out)],
+                           "--warmup", "0", "--steps", "1", "--repeats", "2", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text())
@@ -58,6 +58,11 @@ def test_script_writes_a_record_with_ratios(tmp_path):
     assert row["plain"]["switches"]["channels_last"] is False
     assert row["fast"]["switches"]["channels_last"] is True
     assert row["speedup"] == row["fast"]["images_per_s"] / row["plain"]["images_per_s"]
+    for variant in ("plain", "fast"):  # --repeats 2: the median of two alternating runs
+        runs = row[variant]["runs"]
+        assert row[variant]["repeats"] == len(runs) == 2
+        assert row[variant]["images_per_s"] == pytest.approx(
+            (runs[0]["images_per_s"] + runs[1]["images_per_s"]) / 2)
 
 
 def test_unknown_fast_switch_is_refused():

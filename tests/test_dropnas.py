@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nasflow.methods.dropnas import drop_probabilities, sample_group_masks
-from nasflow.spaces.ops import OPS
+from nasflow.spaces.ops import OPS, set_share_relu
 from tests.helpers import batch, tiny_search
 
 
@@ -75,8 +75,10 @@ def test_kept_weights_are_softmax_over_kept_ops_only():
             torch.testing.assert_close(w[c][e].detach(), expect)
 
 
-def test_dropped_ops_are_never_executed():
+@pytest.mark.parametrize("share_relu", [False, True])
+def test_dropped_ops_are_never_executed(share_relu):
     m = tiny_search("dropnas", r_parametric=0.4, r_nonparametric=0.4)
+    assert set_share_relu(m.model, share_relu) > 0
     calls: dict[tuple, int] = {}
     for i, cell in enumerate(m.model.cells):
         for e, mixed in enumerate(cell.edges):

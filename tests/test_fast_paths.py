@@ -7,24 +7,30 @@ import pytest
 import torch
 
 from nasflow.params import RuntimeParams
-from nasflow.spaces.ops import DilConv, set_dilated_rewrite
+from nasflow.spaces.ops import DilConv, SepConv, set_dilated_rewrite, set_share_relu
 from nasflow.train.runtime import autocast, prepare_model
 from tests.helpers import batch, tiny_search
 
 
 def _run(method: str, channels_last: bool, amp: str = "off", steps: int = 3,
-         dilated_conv: str = "native"):
+         dilated_conv: str = "native", share_relu: bool = False,
+         dtype: torch.dtype = torch.float32, **method_params):
     kw = {"r_parametric": 0.2, "r_nonparametric": 0.2} if method == "dropnas" else {}
-    m = tiny_search(method, C=4, search_overrides={"alpha_lr": 0.01}, **kw)
+    m = tiny_search(method, C=4, search_overrides={"alpha_lr": 0.01}, **kw, **method_params)
+    m.model.to(dtype)
+    for alpha in m.alphas.values():  # in place: the optimizer holds these parameters
+        alpha.data = alpha.data.to(dtype)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    runtime = RuntimeParams(channels_last=channels_last, amp=amp, dilated_conv=dilated_conv)
+    runtime = RuntimeParams(channels_last=channels_last, amp=amp, dilated_conv=dilated_conv,
+                            share_relu=share_relu)
     prepare_model(m.model, runtime, torch.device("cpu"))
     start = {c: a.detach().clone() for c, a in m.alphas.items()}
     for s in range(steps):
         xt, yt = batch(n=8, seed=s)
         xv, yv = batch(n=8, seed=100 + s)
         with autocast(runtime, torch.device("cpu")):
-            m.step((xt.contiguous(memory_format=fmt), yt), (xv.contiguous(memory_format=fmt), yv))
+            m.step((xt.to(dtype).contiguous(memory_format=fmt), yt),
+                   (xv.to(dtype).contiguous(memory_format=fmt), yv))
     return m, start
 
 
@@ -40,14 +46,118 @@ def test_channels_last_matches_plain_fp32(method):
 
 @pytest.mark.parametrize("method", ["dropnas", "darts"])
 def test_dilated_rewrite_matches_native_dilated_conv(method):
-    """All fast switches on (channels_last + the dilated-conv rewrite) against the plain path:
-    the same alphas after three steps, within fp32 rounding."""
-    plain, start = _run(method, channels_last=False)
-    fast, _ = _run(method, channels_last=True, dilated_conv="rewrite")
-    assert set_dilated_rewrite(fast.model, True) > 0  # the supernet has dil_conv ops
-    for c in plain.alphas:
-        assert (plain.alphas[c] - start[c]).abs().max() > 1e-3
-        torch.testing.assert_close(fast.alphas[c], plain.alphas[c], rtol=0, atol=1e-5)
+    """All fast switches on (channels_last, the dilated-conv rewrite, ReLU sharing) against the
+    plain path: the same alphas after three steps, exactly in float64 (1e-12), and within fp32
+    rounding in float32. The float32 bound is 1e-4, not 1e-5: each switch alone stays under
+    2e-6, but together they reorder enough sums that Adam's normalised step (g / sqrt(v))
+    magnifies the rounding on near-zero alpha gradients to ~2e-5."""
+    for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
+        plain, start = _run(method, channels_last=False, dtype=dtype)
+        fast, _ = _run(method, channels_last=True, dilated_conv="rewrite", share_relu=True,
+                       dtype=dtype)
+        assert set_dilated_rewrite(fast.model, True) > 0  # the supernet has dil_conv ops
+        for c in plain.alphas:
+            assert fast.alphas[c].dtype == dtype
+            assert (plain.alphas[c] - start[c]).abs().max() > 1e-3
+            torch.testing.assert_close(fast.alphas[c], plain.alphas[c], rtol=0, atol=atol)
+
+
+def _count_relu_modules(model: torch.nn.Module) -> list[int]:
+    calls = [0]
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.ReLU):
+            mod.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("method, params", [("darts", {}), ("darts", {"order": 2}),
+                                            ("dropnas", {})])
+def test_share_relu_matches_per_op_relus(method, params):
+    """runtime.share_relu: one ReLU per tensor instead of one per op reading it gives the same
+    alphas after three steps (fp32, atol 1e-6: only the order of gradient sums differs), and
+    far fewer ReLU modules run."""
+    results, relu_calls = [], []
+    for share in (False, True):
+        m, start = _run(method, channels_last=False, share_relu=share, **params)
+        results.append(m.alphas)
+        calls = _count_relu_modules(m.model)
+        m.forward(batch(n=2)[0])
+        relu_calls.append(calls[0])
+    for c in results[0]:
+        assert (results[0][c] - start[c]).abs().max() > 1e-3
+        torch.testing.assert_close(results[1][c], results[0][c], rtol=0, atol=1e-6)
+    # every op and preprocessing skips its leading ReLU; only the inner ReLU of each
+    # sep_conv (between its two halves, reading no shared tensor) still runs
+    sep_convs = sum(isinstance(mod, SepConv) for mod in m.model.modules())
+    assert relu_calls[1] == sep_convs < relu_calls[0] / 2, relu_calls
+
+
+@pytest.mark.parametrize("network, size", [("cifar", 16), ("imagenet", 32)])
+def test_share_relu_is_exact_in_the_retraining_network(network, size):
+    """Retraining networks (aux head and drop path on): outputs identical in float64 and
+    every parameter gradient equal to 1e-12 with and without ReLU sharing."""
+    from nasflow.genotype import PUBLISHED
+    from nasflow.nets import build_network
+
+    torch.manual_seed(0)
+    net = build_network(network, PUBLISHED["DARTS_V2"], C=8, layers=6, num_classes=5,
+                        auxiliary=True, in_channels=3).double().train()
+    net.drop_path_prob = 0.3
+    x = torch.randn(3, 3, size, size, dtype=torch.float64)
+    results, relu_calls = [], []
+    for share in (False, True):
+        assert set_share_relu(net, share) > 0
+        net.zero_grad()
+        calls = _count_relu_modules(net)
+        torch.manual_seed(1)  # the same drop-path draws
+        logits, aux = net(x)
+        (logits.square().sum() + aux.sum()).backward()
+        results.append([logits.detach(), aux.detach(), *(p.grad.clone() for p in net.parameters())])
+        relu_calls.append(calls[0])
+        for mod in net.modules():
+            mod._forward_hooks.clear()
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    assert relu_calls[1] < relu_calls[0], relu_calls
+
+
+def test_malloc_tuning_keeps_freed_activation_memory_for_reuse():
+    """runtime.malloc_tuning (glibc): a 24 MiB activation is, by default, mmapped and handed
+    back to the OS when freed (so the next step page-faults it in again); with the tuning it
+    comes from the heap and stays there, free for the next step. Read from glibc's own
+    accounting (mallinfo2), in fresh processes: mallopt is process-wide."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc tuning applies to glibc only")
+    code = (
+        "import ctypes, sys, torch\n"
+        "from nasflow.params import RuntimeParams\n"
+        "from nasflow.train.runtime import setup_runtime\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks',"
+        " 'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.mallinfo2.restype = Info\n"
+        "setup_runtime(RuntimeParams(device='cpu', malloc_tuning=sys.argv[1] == '1'), 0)\n"
+        "before = libc.mallinfo2()\n"
+        "t = torch.empty(6 << 20)\n"
+        "during = libc.mallinfo2()\n"
+        "del t\n"
+        "after = libc.mallinfo2()\n"
+        "print((during.hblkhd - before.hblkhd) >> 20, (after.hblkhd - before.hblkhd) >> 20,"
+        " after.fordblks >> 20)\n")
+    res = {}
+    for tuned in ("0", "1"):
+        out = subprocess.run([sys.executable, "-c", code, tuned], capture_output=True, text=True,
+                             check=True)
+        res[tuned] = [int(v) for v in out.stdout.split()]
+    mmapped, left_mapped, _ = res["0"]
+    assert mmapped >= 24 and left_mapped == 0, res  # default: mmapped, unmapped on free
+    mmapped, left_mapped, kept_free = res["1"]
+    assert mmapped == 0 and left_mapped == 0 and kept_free >= 24, res  # tuned: heap, kept
 
 
 @pytest.mark.parametrize("kernel", [3, 5])

@@ -24,7 +24,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasflow.genotype import Genotype
-from nasflow.spaces.ops import FactorizedReduce, Identity, ReLUConvBN, build_op
+from nasflow.spaces.ops import (
+    FactorizedReduce,
+    Identity,
+    LazyReLU,
+    ReLUConvBN,
+    ReLUFirst,
+    SharesReLU,
+    build_op,
+    run_op,
+)
 
 __all__ = [
     "AuxiliaryHeadCIFAR",
@@ -38,15 +47,17 @@ __all__ = [
 
 def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     """DARTS' drop path: zero each sample's tensor with probability ``drop_prob`` (one
-    Bernoulli draw per sample) and divide the kept ones by the keep probability."""
+    Bernoulli draw per sample) and divide the kept ones by the keep probability. The per-sample
+    factor ``mask / keep`` is formed first, so the full-size tensor is touched once (DARTS
+    divides, then multiplies: the same values up to one rounding)."""
     if drop_prob <= 0.0:
         return x
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
-    return x / keep * mask
+    return x * mask.div_(keep)
 
 
-class Cell(nn.Module):
+class Cell(SharesReLU, nn.Module):
     """A discrete cell (DARTS ``model.Cell``).
 
     ``s0``/``s1`` (outputs of the cells two and one back) are brought to ``C`` channels by
@@ -75,14 +86,20 @@ class Cell(nn.Module):
             build_op(name, C, 2 if reduction and src < 2 else 1, affine=True) for name, src in genes
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0,
+                r0: torch.Tensor | None = None, r1: torch.Tensor | None = None) -> torch.Tensor:
+        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` when the network shares them
+        (``runtime.share_relu``); within the cell each state's ReLU is then computed once for
+        all the ops that read it."""
+        states = [run_op(self.preprocess0, s0, r0), run_op(self.preprocess1, s1, r1)]
+        relus = LazyReLU(states, self.share_relu)
         k = self.edges_per_node
         for node in range(self.nodes):
             total = None
             for j in range(node * k, (node + 1) * k):
-                op = self.ops[j]
-                h = op(states[self.indices[j]])
+                op, src = self.ops[j], self.indices[j]
+                relu_x = relus.get(src) if getattr(op, "opens_with_relu", False) else None
+                h = run_op(op, states[src], relu_x)
                 if self.training and drop_prob > 0 and not isinstance(op, Identity):
                     h = drop_path(h, drop_prob)
                 total = h if total is None else total + h
@@ -114,7 +131,7 @@ class AuxiliaryHeadCIFAR(nn.Module):
 
     def __init__(self, C: int, num_classes: int):
         super().__init__()
-        self.features = nn.Sequential(
+        self.features = ReLUFirst(
             nn.ReLU(inplace=False),
             _AuxPool(stride=3, designed_for=8),
             nn.Conv2d(C, 128, 1, bias=False),
@@ -126,8 +143,10 @@ class AuxiliaryHeadCIFAR(nn.Module):
         )
         self.classifier = nn.Linear(768, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+    opens_with_relu = True
+
+    def forward(self, x: torch.Tensor, relu_done: bool = False) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x, relu_done), 1))
 
 
 class AuxiliaryHeadImageNet(nn.Module):
@@ -138,7 +157,7 @@ class AuxiliaryHeadImageNet(nn.Module):
 
     def __init__(self, C: int, num_classes: int):
         super().__init__()
-        self.features = nn.Sequential(
+        self.features = ReLUFirst(
             nn.ReLU(inplace=False),
             _AuxPool(stride=2, designed_for=7),
             nn.Conv2d(C, 128, 1, bias=False),
@@ -149,12 +168,18 @@ class AuxiliaryHeadImageNet(nn.Module):
         )
         self.classifier = nn.Linear(768, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+    opens_with_relu = True
+
+    def forward(self, x: torch.Tensor, relu_done: bool = False) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x, relu_done), 1))
 
 
-class _Network(nn.Module):
-    """Cell stacking shared by both networks; subclasses define the stem and ``forward``."""
+class _Network(SharesReLU, nn.Module):
+    """Cell stacking shared by both networks; subclasses define the stem and ``forward``.
+
+    With ``share_relu`` (``runtime.share_relu``), each cell output's ReLU (read by the next
+    two cells' preprocessing and by the auxiliary head) and each state's ReLU inside a cell is
+    computed once: the same values as DARTS' per-op ReLUs, fewer activations kept."""
 
     drop_path_prob: float
 
@@ -184,10 +209,17 @@ class _Network(nn.Module):
     def _run_cells(self, s0: torch.Tensor, s1: torch.Tensor):
         logits_aux = None
         aux_at = 2 * self._layers // 3
+        share = self.share_relu
+        r0 = torch.relu(s0) if share else None
+        r1 = (r0 if s1 is s0 else torch.relu(s1)) if share else None
+        last = len(self.cells) - 1
         for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == aux_at and self._auxiliary and self.training:
-                logits_aux = self.auxiliary_head(s1)
+            out = cell(s0, s1, self.drop_path_prob, r0, r1)
+            s0, s1, r0 = s1, out, r1
+            aux = i == aux_at and self._auxiliary and self.training
+            r1 = torch.relu(out) if share and (i < last or aux) else None
+            if aux:
+                logits_aux = run_op(self.auxiliary_head, s1, r1)
         out = self.global_pooling(s1)
         logits = self.classifier(torch.flatten(out, 1))
         return logits, logits_aux

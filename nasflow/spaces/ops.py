@@ -16,7 +16,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class ReLUConvBN(nn.Sequential):
+class ReLUFirst(nn.Sequential):
+    """A sequential op whose first layer is a ReLU. ``op(relu(x), relu_done=True) == op(x)``,
+    so a cell whose state feeds several such ops computes ``relu(state)`` once for all of
+    them (``runtime.share_relu``): the same values, one activation in memory instead of one
+    per op. Calling the module (not a helper) keeps forward hooks firing once per execution;
+    with ``relu_done`` a hook's input is the rectified tensor."""
+
+    opens_with_relu = True
+
+    def forward(self, x: torch.Tensor, relu_done: bool = False) -> torch.Tensor:
+        layers = iter(self)
+        if relu_done:
+            next(layers)
+        for layer in layers:
+            x = layer(x)
+        return x
+
+
+class ReLUConvBN(ReLUFirst):
     def __init__(self, C_in: int, C_out: int, kernel: int, stride: int, padding: int, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
@@ -54,16 +72,21 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
         return F.conv2d(x, kernel, None, s, self.padding, 1, self.groups)
 
 
+def _set_switch(model: nn.Module, kind: type, attr: str, enabled: bool) -> int:
+    """Set a speed switch on every ``kind`` module of ``model``; returns how many there are."""
+    mods = [m for m in model.modules() if isinstance(m, kind)]
+    for m in mods:
+        setattr(m, attr, enabled)
+    return len(mods)
+
+
 def set_dilated_rewrite(model: nn.Module, enabled: bool) -> int:
     """Switch the dilated-conv rewrite on or off in every op of ``model``; returns how many
     convs it applies to."""
-    convs = [m for m in model.modules() if isinstance(m, DilatedDepthwiseConv2d)]
-    for m in convs:
-        m.rewrite = enabled
-    return len(convs)
+    return _set_switch(model, DilatedDepthwiseConv2d, "rewrite", enabled)
 
 
-class DilConv(nn.Sequential):
+class DilConv(ReLUFirst):
     """ReLU - depthwise dilated conv - pointwise conv - BN."""
 
     def __init__(self, C_in, C_out, kernel, stride, padding, dilation, affine=True):
@@ -81,11 +104,54 @@ class DilConv(nn.Sequential):
 class SepConv(nn.Sequential):
     """Two stacked DilConv(dilation=1) blocks; only the first one strides (DARTS)."""
 
+    opens_with_relu = True
+
     def __init__(self, C_in, C_out, kernel, stride, padding, affine=True):
         super().__init__(
             DilConv(C_in, C_in, kernel, stride, padding, 1, affine),
             DilConv(C_in, C_out, kernel, 1, padding, 1, affine),
         )
+
+    def forward(self, x: torch.Tensor, relu_done: bool = False) -> torch.Tensor:
+        return self[1](self[0](x, relu_done))
+
+
+def run_op(op: nn.Module, x: torch.Tensor, relu_x: torch.Tensor | None) -> torch.Tensor:
+    """``op(x)``, reusing ``relu_x == relu(x)`` when given and the op opens with a ReLU."""
+    if relu_x is not None and getattr(op, "opens_with_relu", False):
+        return op(relu_x, True)
+    return op(x)
+
+
+class LazyReLU:
+    """``relu(states[i])`` computed on first use and kept for the other ops reading state i.
+    Disabled (``enabled=False``), ``get`` returns None and ops apply their own ReLU."""
+
+    __slots__ = ("cache", "enabled", "states")
+
+    def __init__(self, states: list[torch.Tensor], enabled: bool):
+        self.states, self.enabled = states, enabled
+        self.cache: dict[int, torch.Tensor] = {}
+
+    def get(self, i: int) -> torch.Tensor | None:
+        if not self.enabled:
+            return None
+        r = self.cache.get(i)
+        if r is None:
+            r = self.cache[i] = F.relu(self.states[i])
+        return r
+
+
+class SharesReLU:
+    """Mixin for cells and networks that honour ``runtime.share_relu``."""
+
+    share_relu: bool = False
+
+
+def set_share_relu(model: nn.Module, enabled: bool) -> int:
+    """Switch ReLU sharing on or off in every cell / network of ``model``; returns how many
+    modules it applies to."""
+    return _set_switch(model, SharesReLU, "share_relu", enabled)
 
 
 class Identity(nn.Module):
@@ -109,6 +175,8 @@ class Zero(nn.Module):
 class FactorizedReduce(nn.Module):
     """Halve the resolution with two offset stride-2 1x1 convs, concatenated (DARTS)."""
 
+    opens_with_relu = True
+
     def __init__(self, C_in: int, C_out: int, affine: bool = True):
         super().__init__()
         if C_out % 2:
@@ -118,8 +186,9 @@ class FactorizedReduce(nn.Module):
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+    def forward(self, x: torch.Tensor, relu_done: bool = False) -> torch.Tensor:
+        if not relu_done:
+            x = self.relu(x)
         # Odd sizes: the offset branch sees one pixel less; pad so both halves agree.
         y = x[:, :, 1:, 1:]
         if x.shape[-1] % 2 or x.shape[-2] % 2:
@@ -152,7 +221,7 @@ OPS: dict[str, OpSpec] = {
     "dil_conv_3x3": OpSpec(lambda C, s, a: DilConv(C, C, 3, s, 2, 2, affine=a), parametric=True),
     "dil_conv_5x5": OpSpec(lambda C, s, a: DilConv(C, C, 5, s, 4, 2, affine=a), parametric=True),
     "conv_7x1_1x7": OpSpec(
-        lambda C, s, a: nn.Sequential(
+        lambda C, s, a: ReLUFirst(
             nn.ReLU(inplace=False),
             nn.Conv2d(C, C, (1, 7), stride=(1, s), padding=(0, 3), bias=False),
             nn.Conv2d(C, C, (7, 1), stride=(s, 1), padding=(3, 0), bias=False),

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from nasflow.spaces.cell_space import CellSpace
-from nasflow.spaces.ops import FactorizedReduce, ReLUConvBN, build_op
+from nasflow.spaces.ops import FactorizedReduce, LazyReLU, ReLUConvBN, SharesReLU, build_op, run_op
 
 # Per cell type: for each edge, the tuple of op columns to execute this step.
 ActiveOps = dict[str, list[tuple[int, ...]]]
@@ -40,16 +40,24 @@ class MixedOp(nn.Module):
             nn.Identity() if name == "none" else build_op(name, C, stride, affine=False)
             for name in ops
         )
+        self.relu_cols = frozenset(k for k, op in enumerate(self.ops)
+                                   if getattr(op, "opens_with_relu", False))
 
-    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor], active: tuple[int, ...]):
+    def wants_relu(self, active: tuple[int, ...]) -> bool:
+        """Whether an op that opens with a ReLU runs this step (host-side, no sync)."""
+        return not self.relu_cols.isdisjoint(active)
+
+    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor], active: tuple[int, ...],
+                relu_x: torch.Tensor | None = None):
+        """``relu_x``: ``relu(x)`` computed once by the cell for every op reading ``x``."""
         out = None
         for k in active:
-            y = weights[k] * self.ops[k](x)
+            y = weights[k] * run_op(self.ops[k], x, relu_x)
             out = y if out is None else out + y
         return out  # None: every executed op was 'none' or dropped (the edge is zero)
 
 
-class SearchCell(nn.Module):
+class SearchCell(SharesReLU, nn.Module):
     def __init__(self, space: CellSpace, C_pp: int, C_p: int, C: int, reduction: bool,
                  reduction_prev: bool):
         super().__init__()
@@ -66,13 +74,18 @@ class SearchCell(nn.Module):
             self.edges.append(MixedOp(C, stride, ops))
 
     def forward(self, s0, s1, weights: Sequence[Sequence[torch.Tensor]],
-                active: list[tuple[int, ...]]):
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+                active: list[tuple[int, ...]], r0: torch.Tensor | None = None,
+                r1: torch.Tensor | None = None):
+        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` when the network shares them."""
+        states = [run_op(self.preprocess0, s0, r0), run_op(self.preprocess1, s1, r1)]
+        relus = LazyReLU(states, self.share_relu)
         e = 0
         for _ in range(self.nodes):
             total = None
-            for h in states:
-                y = self.edges[e](h, weights[e], active[e])
+            for i, h in enumerate(states):
+                edge = self.edges[e]
+                relu_h = relus.get(i) if edge.wants_relu(active[e]) else None
+                y = edge(h, weights[e], active[e], relu_h)
                 if y is not None:
                     total = y if total is None else total + y
                 e += 1
@@ -84,8 +97,13 @@ class SearchCell(nn.Module):
         return torch.cat(states[2:], dim=1)
 
 
-class SearchNetwork(nn.Module):
-    """Stem, ``layers`` search cells (reductions at 1/3 and 2/3 of depth), classifier."""
+class SearchNetwork(SharesReLU, nn.Module):
+    """Stem, ``layers`` search cells (reductions at 1/3 and 2/3 of depth), classifier.
+
+    With ``share_relu`` (``runtime.share_relu``) every ReLU that DARTS applies separately in
+    each op reading a tensor (a cell state, a cell output read by the next two cells'
+    preprocessing) is computed once and shared: identical values, gradients equal up to the
+    order of summation, and fewer activations kept for backward."""
 
     def __init__(self, space: CellSpace, C: int, num_classes: int, layers: int,
                  in_channels: int = 3):
@@ -116,9 +134,13 @@ class SearchNetwork(nn.Module):
         # Unbind once per step, not once per cell: cells of a type share their op weights.
         rows = {c: [row.unbind(0) for row in w.unbind(0)] for c, w in weights.items()}
         s0 = s1 = self.stem(x)
+        r0 = r1 = torch.relu(s1) if self.share_relu else None
         features = []
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, rows[cell.cell_type], active[cell.cell_type])
+        last = len(self.cells) - 1
+        for i, cell in enumerate(self.cells):
+            out = cell(s0, s1, rows[cell.cell_type], active[cell.cell_type], r0, r1)
+            s0, s1, r0 = s1, out, r1
+            r1 = torch.relu(out) if self.share_relu and i < last else None
             if return_features:
                 features.append(s1)
         logits = self.classifier(torch.flatten(self.global_pooling(s1), 1))
