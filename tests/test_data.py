@@ -107,6 +107,25 @@ def test_digits_split_is_fixed_disjoint_and_stratified():
     assert train.info.std[0] == pytest.approx(pixels.std(unbiased=False).item(), rel=1e-9)
 
 
+def test_digits_split_cache_is_the_computed_split_and_survives_corruption(tmp_path, monkeypatch):
+    from nasflow.data import digits
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    computed = digits._compute_split()
+    first = digits.digits_split()  # computes and writes the cache
+    cache = digits._cache_file()
+    assert cache.parent == tmp_path / "nasflow" and cache.is_file()
+    for damage in (None, b"not an npz", b""):
+        if damage is not None:
+            cache.write_bytes(damage)
+        again = digits.digits_split()
+        for split in ("train", "test"):
+            for got, want in zip(again[split], computed[split], strict=True):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
+            assert all(np.array_equal(a, b) for a, b in zip(first[split], computed[split], strict=True))
+        assert np.load(cache, allow_pickle=False)["x_test"].shape == (450, 1, 8, 8)
+
+
 def test_limits_keep_the_first_examples():
     full = load_dataset(DatasetParams(name="digits"), "train")
     small = load_dataset(DatasetParams(name="digits", limit_train=100, limit_test=20), "train")

@@ -81,6 +81,7 @@ def _ddp_worker(rank, world, init_file, method, out_file):
     import torch
     import torch.distributed as tdist
 
+    torch.set_num_threads(1)  # two ranks with two OpenMP threads each would oversubscribe 2 cores
     tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         m = _steps(method, shard=(rank, world))

@@ -252,3 +252,30 @@ def test_macs_tiny_and_darts_v2():
     # Published multi-adds for this net are ~528-550M (e.g. FairDARTS Table 1: 528M); convs and
     # Linear only (measured: 528.36M).
     assert 520 < macs < 550, macs
+
+
+def test_macs_equal_pytorch_flop_counter():
+    """The function-level count is PyTorch's aten-level FlopCounterMode / 2, on a searched-cell
+    net (separable, dilated, grouped convs, pooling, the classifier) and on plain matmuls."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def reference(model, shape):
+        model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(shape))
+        return counter.get_total_flops() // 2 // shape[0]
+
+    net = build_network("cifar", PUBLISHED["DropNAS_C10"], C=8, layers=5, num_classes=10,
+                        auxiliary=True, in_channels=3)
+    assert count_macs(net, (2, 3, 16, 16)) == reference(net, (2, 3, 16, 16)) > 0
+
+    class Products(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(6, 4))
+
+        def forward(self, x):  # (N, 3, 6): x @ w, torch.matmul, torch.bmm
+            y = x @ self.w
+            return torch.bmm(torch.matmul(y, self.w.t()), x.transpose(1, 2))
+
+    assert count_macs(Products(), (2, 3, 6)) == reference(Products(), (2, 3, 6)) == 3*6*4 + 3*4*6 + 3*6*3
