@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,27 +19,28 @@ from tests.test_pipeline import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+CLUSTER = ROOT / "scripts" / "slurm_single_node.sh"
 
+SLURM_AVAILABLE = shutil.which("slurmctld") is not None and os.geteuid() == 0
 needs_slurm = pytest.mark.skipif(
-    shutil.which("slurmctld") is None or os.geteuid() != 0,
+    not SLURM_AVAILABLE,
     reason="needs root and Debian's slurm-wlm and munge (installed by .ci/run)")
 
 
-@pytest.fixture
-def slurm_cluster():
-    script = ROOT / "scripts" / "slurm_single_node.sh"
-    subprocess.run(["bash", str(script), "start"], check=True, capture_output=True, text=True, timeout=120)
-    try:
-        yield
-    finally:
-        subprocess.run(["bash", str(script), "stop"], capture_output=True, timeout=60)
+@dataclass
+class SlurmRun:
+    project: Path
+    proc: subprocess.Popen
+    stderr: Path
 
 
-@pytest.mark.slurm
-@pytest.mark.slow
-@needs_slurm
-def test_smoke_pipeline_through_slurm_executor(tmp_path, slurm_cluster):
-    project = copy_project(tmp_path / "project")
+def start_slurm_run(tmp: Path) -> SlurmRun:
+    """Start the cluster and the Snakemake run in the background. Most of the run is waiting
+    (SLURM queueing, the executor's status-check backoff), so the session fixture in
+    conftest.py starts it before the other tests and the test collects it at the end."""
+    subprocess.run(["bash", str(CLUSTER), "start"], check=True, capture_output=True, text=True,
+                   timeout=120)
+    project = copy_project(tmp / "project")
     (project / "data").mkdir()
     config = yaml.safe_load((project / "workflow" / "config.yaml").read_text())
     config["profiles"]["smoke"]["seeds"] = [0]
@@ -51,7 +53,7 @@ def test_smoke_pipeline_through_slurm_executor(tmp_path, slurm_cluster):
     smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["XDG_CACHE_HOME"] = str(tmp_path / ".cache")
+    env["XDG_CACHE_HOME"] = str(tmp / ".cache")
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
     cmd = [str(BIN / "snakemake"), "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
@@ -60,12 +62,32 @@ def test_smoke_pipeline_through_slurm_executor(tmp_path, slurm_cluster):
            # one method's chain is the whole SLURM path (the default target adds a second
            # method's identical jobs and the table, ~100 s of queueing in CI)
            "results/smoke/digits_dropnas.json"]
-    proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    stderr = tmp / "snakemake.stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                text=True)
+    return SlurmRun(project, proc, stderr)
+
+
+def stop_slurm_run(run: SlurmRun) -> None:
+    if run.proc.poll() is None:
+        run.proc.kill()
+        run.proc.wait()
+    subprocess.run(["bash", str(CLUSTER), "stop"], capture_output=True, timeout=60)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@needs_slurm
+def test_smoke_pipeline_through_slurm_executor(slurm_run):
+    project = slurm_run.project
+    returncode = slurm_run.proc.wait(timeout=1500)
+    stderr = slurm_run.stderr.read_text()
+    assert returncode == 0, stderr[-5000:]
     # the heavy rules really went through SLURM: the executor logs their job ids
-    submitted = [line for line in proc.stderr.splitlines()
+    submitted = [line for line in stderr.splitlines()
                  if "SLURM run ID" in line or "jobid" in line.lower()]
-    assert submitted, proc.stderr[-3000:]
+    assert submitted, stderr[-3000:]
     slurm_logs = list((project / ".snakemake" / "slurm_logs").rglob("*.log"))
     # layout: .snakemake/slurm_logs/rule_<name>/<wildcards>/<jobid>.log
     rules = {part.removeprefix("rule_") for p in slurm_logs for part in p.parts if part.startswith("rule_")}
