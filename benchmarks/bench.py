@@ -63,9 +63,9 @@ SUITES = {
 }
 
 PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native",
-             share_relu=False, malloc_tuning=False)
+             share_relu=False, phase_subsample=False, malloc_tuning=False)
 _DEFAULTS = dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto",
-                 share_relu=True, malloc_tuning=True)
+                 share_relu=True, phase_subsample=True, malloc_tuning=True)
 FAST = {"cpu": dict(_DEFAULTS), "tiny": dict(_DEFAULTS), "gpu": dict(_DEFAULTS, amp="bf16")}
 
 

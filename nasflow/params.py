@@ -192,6 +192,12 @@ class RuntimeParams(StrictModel):
         description="compute each tensor's ReLU once for all the ops that read it (DARTS' ops "
         "each apply their own): the same values, fewer activations kept for backward",
     )
+    phase_subsample: bool = Field(
+        True,
+        description="ops that read every 2nd pixel (FactorizedReduce, stride-2 dil_conv with the "
+        "rewrite) take it through one op whose backward writes the input gradient once; "
+        "slicing zero-fills a full-size gradient per sliced dimension. Same values",
+    )
     malloc_tuning: bool = Field(
         True,
         description="CPU, glibc: malloc keeps freed activation memory for the next step "

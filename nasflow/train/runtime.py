@@ -90,9 +90,9 @@ def _use_deterministic_algorithms(compiling: bool) -> None:
 
 def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
                   device: torch.device) -> torch.nn.Module:
-    """Apply the model-side speed switches: memory format, the dilated-conv rewrite and
-    ReLU sharing."""
-    from nasflow.spaces.ops import set_dilated_rewrite, set_share_relu
+    """Apply the model-side speed switches: memory format, the dilated-conv rewrite, ReLU
+    sharing and phase subsampling."""
+    from nasflow.spaces.ops import set_dilated_rewrite, set_phase_subsample, set_share_relu
 
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -100,6 +100,7 @@ def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
                                                     and device.type == "cpu")
     set_dilated_rewrite(model, rewrite)
     set_share_relu(model, runtime.share_relu)
+    set_phase_subsample(model, runtime.phase_subsample)
     return model
 
 
