@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # name -> (kind, settings). Paper configs: DARTS 8 cells C=16 batch 64; DropNAS 14 cells
-# C=16 batch 96; retrain 20 cells C=36 batch 96 / 192. CPU suites shrink the batch of the
-# paper configs where one step would not fit in memory or minutes (recorded in the output).
+# C=16 batch 96; retrain 20 cells C=36 batch 96 / 192. The CPU suite runs DARTS 1st order at
+# the paper batch and shrinks the batch of the others, whose step would not fit in this
+# machine's memory or minutes (recorded in the output).
 SUITES = {
     "cpu": [
         ("search", dict(method="darts", order=1, layers=5, C=8, batch=16, label="small")),
         ("search", dict(method="dropnas", layers=5, C=8, batch=16, label="small")),
+        ("search", dict(method="darts", order=1, layers=8, C=16, batch=64, label="paper")),
         ("search", dict(method="darts", order=1, layers=8, C=16, batch=32, label="paper cells, batch 32")),
         ("search", dict(method="darts", order=2, layers=8, C=16, batch=16, label="paper cells, batch 16")),
         ("search", dict(method="dropnas", layers=14, C=16, batch=32, label="paper cells, batch 32")),
@@ -63,9 +65,9 @@ SUITES = {
 }
 
 PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native",
-             share_relu=False, phase_subsample=False, malloc_tuning=False)
+             share_relu=False, phase_subsample=False, fused_mixing=False, malloc_tuning=False)
 _DEFAULTS = dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto",
-                 share_relu=True, phase_subsample=True, malloc_tuning=True)
+                 share_relu=True, phase_subsample=True, fused_mixing=True, malloc_tuning=True)
 FAST = {"cpu": dict(_DEFAULTS), "tiny": dict(_DEFAULTS), "gpu": dict(_DEFAULTS, amp="bf16")}
 
 

@@ -198,6 +198,12 @@ class RuntimeParams(StrictModel):
         "rewrite) take it through one op whose backward writes the input gradient once; "
         "slicing zero-fills a full-size gradient per sliced dimension. Same values",
     )
+    fused_mixing: bool = Field(
+        True,
+        description="supernet: each node's weighted sum over its edges' ops is one chain of "
+        "in-place multiply-adds instead of a product and a sum tensor per op. Same values up "
+        "to rounding",
+    )
     malloc_tuning: bool = Field(
         True,
         description="CPU, glibc: malloc keeps freed activation memory for the next step "

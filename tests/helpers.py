@@ -12,16 +12,18 @@ from nasflow.spaces import SearchNetwork, build_cell_space
 
 def tiny_search(method: str = "dropnas", *, layers: int = 3, C: int = 2, in_channels: int = 1,
                 num_classes: int = 3, dtype=torch.float32, space: SpaceParams | None = None,
-                search_overrides: dict | None = None, **method_params):
+                search_overrides: dict | None = None, device: torch.device | str = "cpu",
+                **method_params):
     space_params = space or SpaceParams()
     cell_space = build_cell_space(space_params)
     search = SearchParams(epochs=4, batch_size=4, layers=layers, init_channels=C, seed=0,
                           alpha_init_std=0.5, **(search_overrides or {}))
     torch.manual_seed(0)
-    model = SearchNetwork(cell_space, C, num_classes, layers, in_channels).to(dtype)
+    device = torch.device(device)
+    model = SearchNetwork(cell_space, C, num_classes, layers, in_channels).to(device, dtype)
     params = METHODS[method].Params(**method_params)
     m = build_method(params, search)
-    m.adapt_search_space(model, cell_space, torch.device("cpu"),
+    m.adapt_search_space(model, cell_space, device,
                          generator=torch.Generator().manual_seed(0))
     if dtype != torch.float32:
         with torch.no_grad():

@@ -341,6 +341,7 @@ def test_channels_last_and_device_data_off_give_the_same_batches():
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_loader_matches_cpu():
     ds = _id_dataset(30, channels=3)

@@ -16,29 +16,36 @@ from nasflow.spaces.ops import (
     set_phase_subsample,
     set_share_relu,
 )
+from nasflow.spaces.supernet import set_fused_mixing
 from nasflow.train.runtime import autocast, prepare_model
 from tests.helpers import batch, tiny_search
 
 
 def _run(method: str, channels_last: bool, amp: str = "off", steps: int = 3,
          dilated_conv: str = "native", share_relu: bool = False, phase_subsample: bool = False,
-         dtype: torch.dtype = torch.float32, **method_params):
+         fused_mixing: bool = False, dtype: torch.dtype = torch.float32, device: str = "cpu",
+         **method_params):
+    """Three search steps on fixed batches with the given switches; returns the method and the
+    alphas it started from."""
+    device = torch.device(device)
     kw = {"r_parametric": 0.2, "r_nonparametric": 0.2} if method == "dropnas" else {}
-    m = tiny_search(method, C=4, search_overrides={"alpha_lr": 0.01}, **kw, **method_params)
+    m = tiny_search(method, C=4, search_overrides={"alpha_lr": 0.01}, device=device, **kw,
+                    **method_params)
     m.model.to(dtype)
     for alpha in m.alphas.values():  # in place: the optimizer holds these parameters
         alpha.data = alpha.data.to(dtype)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     runtime = RuntimeParams(channels_last=channels_last, amp=amp, dilated_conv=dilated_conv,
-                            share_relu=share_relu, phase_subsample=phase_subsample)
-    prepare_model(m.model, runtime, torch.device("cpu"))
+                            share_relu=share_relu, phase_subsample=phase_subsample,
+                            fused_mixing=fused_mixing)
+    prepare_model(m.model, runtime, device)
     start = {c: a.detach().clone() for c, a in m.alphas.items()}
     for s in range(steps):
         xt, yt = batch(n=8, seed=s)
         xv, yv = batch(n=8, seed=100 + s)
-        with autocast(runtime, torch.device("cpu")):
-            m.step((xt.to(dtype).contiguous(memory_format=fmt), yt),
-                   (xv.to(dtype).contiguous(memory_format=fmt), yv))
+        with autocast(runtime, device):
+            m.step((xt.to(device, dtype).contiguous(memory_format=fmt), yt.to(device)),
+                   (xv.to(device, dtype).contiguous(memory_format=fmt), yv.to(device)))
     return m, start
 
 
@@ -55,7 +62,7 @@ def test_channels_last_matches_plain_fp32(method):
 @pytest.mark.parametrize("method", ["dropnas", "darts"])
 def test_dilated_rewrite_matches_native_dilated_conv(method):
     """All fast switches on (channels_last, the dilated-conv rewrite, ReLU sharing, phase
-    subsampling) against the
+    subsampling, fused mixing) against the
     plain path: the same alphas after three steps, exactly in float64 (1e-12), and within fp32
     rounding in float32. The float32 bound is 1e-4, not 1e-5: each switch alone stays under
     2e-6, but together they reorder enough sums that Adam's normalised step (g / sqrt(v))
@@ -63,7 +70,7 @@ def test_dilated_rewrite_matches_native_dilated_conv(method):
     for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
         plain, start = _run(method, channels_last=False, dtype=dtype)
         fast, _ = _run(method, channels_last=True, dilated_conv="rewrite", share_relu=True,
-                       phase_subsample=True, dtype=dtype)
+                       phase_subsample=True, fused_mixing=True, dtype=dtype)
         assert set_dilated_rewrite(fast.model, True) > 0  # the supernet has dil_conv ops
         assert set_phase_subsample(fast.model, True) > 0  # and FactorizedReduce ops
         for c in plain.alphas:
@@ -194,6 +201,39 @@ def test_dilated_rewrite_is_exact_per_op(kernel, stride, size):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("method, params", [("darts", {}), ("darts", {"order": 2}),
+                                            ("darts", {"one_level": True}), ("dropnas", {}),
+                                            ("beta_darts", {})])
+def test_fused_mixing_matches_separate_products_and_sums(method, params):
+    """runtime.fused_mixing: the supernet's node sums as in-place multiply-add chains give the
+    same alphas after three steps as DARTS' product-then-sum (1e-12 in float64; float32 within
+    rounding, 1e-5), and the network's output is the same tensor values."""
+    for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        ref, start = _run(method, channels_last=False, dtype=dtype, **params)
+        fused, _ = _run(method, channels_last=False, fused_mixing=True, dtype=dtype, **params)
+        assert set_fused_mixing(fused.model, True) == len(fused.model.cells)
+        for c in ref.alphas:
+            assert (ref.alphas[c] - start[c]).abs().max() > 1e-3
+            torch.testing.assert_close(fused.alphas[c], ref.alphas[c], rtol=0, atol=atol)
+
+
+def test_fused_mixing_handles_edges_and_nodes_with_every_op_dropped():
+    """DropNAS without grouping at a drop rate near 1 keeps one op per edge, often ``none``,
+    so edges run no op: the fused chain then starts at the next edge that runs one, as the
+    separate sums do."""
+    x, _ = batch(n=4, dtype=torch.float64)
+    outs = []
+    for fused in (False, True):
+        m = tiny_search("dropnas", C=4, r_parametric=0.99, grouping=False, dtype=torch.float64)
+        m.model.double()
+        set_fused_mixing(m.model, fused)
+        masks = m.sample_active()
+        none_kept = sum(not act for act in m.active_ops(masks)["normal"])
+        outs.append(m.forward(x, masks))
+    assert none_kept > 0  # some edges really had every op dropped
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+
+
 def _graph_has(out: torch.Tensor, node_name: str) -> bool:
     seen, todo = set(), [out.grad_fn]
     while todo:
@@ -273,26 +313,34 @@ def test_dilated_rewrite_auto_is_cpu_only():
     assert not any(c.rewrite for c in convs)
 
 
+def bf16_alpha_grad_error(device: str = "cpu") -> tuple[float, float]:
+    """One DropNAS forward/backward on a tiny C=4 supernet in fp32 and under bf16 autocast:
+    the relative L2 error and the cosine of the bf16 alpha gradient against the fp32 one."""
+    grads = {}
+    device = torch.device(device)
+    for amp in ("off", "bf16"):
+        m = tiny_search("dropnas", C=4, r_parametric=0.2, r_nonparametric=0.2, device=device)
+        masks = m.sample_active()
+        m._last_masks = masks
+        x, y = batch(n=16, seed=0)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        m.model.to(memory_format=torch.channels_last)
+        with autocast(RuntimeParams(amp=amp), device):
+            loss, _ = m.loss(x, y.to(device), masks)
+        loss.backward()
+        grads[amp] = torch.cat([a.grad.flatten() for a in m.arch_parameters()]).float()
+    g32, g16 = grads["off"], grads["bf16"]
+    rel = ((g16 - g32).norm() / g32.norm()).item()
+    cos = torch.nn.functional.cosine_similarity(g16, g32, dim=0).item()
+    return rel, cos
+
+
 def test_bf16_autocast_gradients_stay_close_to_fp32():
     """bf16 autocast (8-bit mantissa): on this tiny C=4 supernet the alpha gradient of one step
     is within 30% relative L2 of fp32 and points the same way (cosine > 0.95); measured 0.22 and
     0.976. Alphas after Adam steps are not compared: Adam
     normalises each element, so bf16 noise on near-zero gradients flips whole steps."""
-    grads = {}
-    for amp in ("off", "bf16"):
-        m = tiny_search("dropnas", C=4, r_parametric=0.2, r_nonparametric=0.2)
-        masks = m.sample_active()
-        m._last_masks = masks
-        x, y = batch(n=16, seed=0)
-        x = x.contiguous(memory_format=torch.channels_last)
-        m.model.to(memory_format=torch.channels_last)
-        with autocast(RuntimeParams(amp=amp), torch.device("cpu")):
-            loss, _ = m.loss(x, y, masks)
-        loss.backward()
-        grads[amp] = torch.cat([a.grad.flatten() for a in m.arch_parameters()])
-    g32, g16 = grads["off"], grads["bf16"]
-    rel = ((g16 - g32).norm() / g32.norm()).item()
-    cos = torch.nn.functional.cosine_similarity(g16, g32, dim=0).item()
+    rel, cos = bf16_alpha_grad_error("cpu")
     assert rel < 0.30 and cos > 0.95, (rel, cos)
 
 

@@ -102,7 +102,7 @@ class SubsamplesPhases:
 def set_phase_subsample(model: nn.Module, enabled: bool) -> int:
     """Switch phase subsampling on or off in every op of ``model``; returns how many ops read
     a pixel phase."""
-    return _set_switch(model, SubsamplesPhases, "phase_subsample", enabled)
+    return set_switch(model, SubsamplesPhases, "phase_subsample", enabled)
 
 
 class DilatedDepthwiseConv2d(SubsamplesPhases, nn.Conv2d):
@@ -135,7 +135,7 @@ class DilatedDepthwiseConv2d(SubsamplesPhases, nn.Conv2d):
         return F.conv2d(x, kernel, None, s, self.padding, 1, self.groups)
 
 
-def _set_switch(model: nn.Module, kind: type, attr: str, enabled: bool) -> int:
+def set_switch(model: nn.Module, kind: type, attr: str, enabled: bool) -> int:
     """Set a speed switch on every ``kind`` module of ``model``; returns how many there are."""
     mods = [m for m in model.modules() if isinstance(m, kind)]
     for m in mods:
@@ -146,7 +146,7 @@ def _set_switch(model: nn.Module, kind: type, attr: str, enabled: bool) -> int:
 def set_dilated_rewrite(model: nn.Module, enabled: bool) -> int:
     """Switch the dilated-conv rewrite on or off in every op of ``model``; returns how many
     convs it applies to."""
-    return _set_switch(model, DilatedDepthwiseConv2d, "rewrite", enabled)
+    return set_switch(model, DilatedDepthwiseConv2d, "rewrite", enabled)
 
 
 class DilConv(ReLUFirst):
@@ -214,7 +214,7 @@ class SharesReLU:
 def set_share_relu(model: nn.Module, enabled: bool) -> int:
     """Switch ReLU sharing on or off in every cell / network of ``model``; returns how many
     modules it applies to."""
-    return _set_switch(model, SharesReLU, "share_relu", enabled)
+    return set_switch(model, SharesReLU, "share_relu", enabled)
 
 
 class Identity(nn.Module):

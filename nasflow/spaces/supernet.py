@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from nasflow.spaces.cell_space import CellSpace
-from nasflow.spaces.ops import FactorizedReduce, LazyReLU, ReLUConvBN, SharesReLU, build_op, run_op
+from nasflow.spaces.ops import (
+    FactorizedReduce,
+    LazyReLU,
+    ReLUConvBN,
+    SharesReLU,
+    build_op,
+    run_op,
+    set_switch,
+)
 
 # Per cell type: for each edge, the tuple of op columns to execute this step.
 ActiveOps = dict[str, list[tuple[int, ...]]]
@@ -48,16 +56,31 @@ class MixedOp(nn.Module):
         return not self.relu_cols.isdisjoint(active)
 
     def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor], active: tuple[int, ...],
-                relu_x: torch.Tensor | None = None):
-        """``relu_x``: ``relu(x)`` computed once by the cell for every op reading ``x``."""
-        out = None
+                relu_x: torch.Tensor | None = None, into: torch.Tensor | None = None,
+                fused: bool = False):
+        """``relu_x``: ``relu(x)`` computed once by the cell for every op reading ``x``.
+
+        ``fused`` (``runtime.fused_mixing``): add each ``w_k * op_k(x)`` in place to the running
+        sum, starting from ``into`` (the node's sum over its earlier edges), one multiply-add
+        per op. Autograd allows it: no backward needs the running sum itself, only the op
+        outputs and weights, which it keeps."""
+        out = into
         for k in active:
-            y = weights[k] * run_op(self.ops[k], x, relu_x)
-            out = y if out is None else out + y
+            y = run_op(self.ops[k], x, relu_x)
+            if out is None:
+                out = weights[k] * y
+            elif fused:
+                out = out.addcmul_(y, weights[k])
+            else:
+                out = out + weights[k] * y
         return out  # None: every executed op was 'none' or dropped (the edge is zero)
 
 
 class SearchCell(SharesReLU, nn.Module):
+    #: ``runtime.fused_mixing``: each node's sum over its edges and ops is one chain of in-place
+    #: multiply-adds (one tensor written per op) instead of a product and a sum per op.
+    fused_mixing: bool = False
+
     def __init__(self, space: CellSpace, C_pp: int, C_p: int, C: int, reduction: bool,
                  reduction_prev: bool):
         super().__init__()
@@ -85,9 +108,12 @@ class SearchCell(SharesReLU, nn.Module):
             for i, h in enumerate(states):
                 edge = self.edges[e]
                 relu_h = relus.get(i) if edge.wants_relu(active[e]) else None
-                y = edge(h, weights[e], active[e], relu_h)
-                if y is not None:
-                    total = y if total is None else total + y
+                if self.fused_mixing:
+                    total = edge(h, weights[e], active[e], relu_h, into=total, fused=True)
+                else:
+                    y = edge(h, weights[e], active[e], relu_h)
+                    if y is not None:
+                        total = y if total is None else total + y
                 e += 1
             if total is None:  # every incoming edge is zero this step
                 ref = states[1]
@@ -145,3 +171,9 @@ class SearchNetwork(SharesReLU, nn.Module):
                 features.append(s1)
         logits = self.classifier(torch.flatten(self.global_pooling(s1), 1))
         return (logits, features) if return_features else logits
+
+
+def set_fused_mixing(model: nn.Module, enabled: bool) -> int:
+    """Switch ``runtime.fused_mixing`` on or off in every search cell of ``model``; returns how
+    many cells it applies to."""
+    return set_switch(model, SearchCell, "fused_mixing", enabled)

@@ -91,8 +91,9 @@ def _use_deterministic_algorithms(compiling: bool) -> None:
 def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
                   device: torch.device) -> torch.nn.Module:
     """Apply the model-side speed switches: memory format, the dilated-conv rewrite, ReLU
-    sharing and phase subsampling."""
+    sharing, phase subsampling and fused mixing (supernets)."""
     from nasflow.spaces.ops import set_dilated_rewrite, set_phase_subsample, set_share_relu
+    from nasflow.spaces.supernet import set_fused_mixing
 
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -101,6 +102,7 @@ def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
     set_dilated_rewrite(model, rewrite)
     set_share_relu(model, runtime.share_relu)
     set_phase_subsample(model, runtime.phase_subsample)
+    set_fused_mixing(model, runtime.fused_mixing)
     return model
 
 
