@@ -293,7 +293,8 @@ def machine_info() -> dict:
 
     info = {"python": platform.python_version(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "threads": torch.get_num_threads(), "platform": platform.platform()}
+            "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}  # AVX2 / AVX512 kernels
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
