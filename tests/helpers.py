@@ -6,8 +6,9 @@ import torch
 
 from nasflow.methods import build_method
 from nasflow.methods.base import METHODS
-from nasflow.params import SearchParams, SpaceParams
+from nasflow.params import RuntimeParams, SearchParams, SpaceParams
 from nasflow.spaces import SearchNetwork, build_cell_space
+from nasflow.train.runtime import autocast, prepare_model
 
 
 def tiny_search(method: str = "dropnas", *, layers: int = 3, C: int = 2, in_channels: int = 1,
@@ -38,3 +39,53 @@ def batch(n: int = 4, in_channels: int = 1, size: int = 8, num_classes: int = 3,
     x = torch.randn(n, in_channels, size, size, generator=g, dtype=dtype)
     y = torch.randint(0, num_classes, (n,), generator=g)
     return x, y
+
+
+def search_steps(method: str, channels_last: bool, amp: str = "off", steps: int = 3,
+         dilated_conv: str = "native", share_relu: bool = False, phase_subsample: bool = False,
+         fused_mixing: bool = False, dtype: torch.dtype = torch.float32, device: str = "cpu",
+         **method_params):
+    """Three search steps on fixed batches with the given switches; returns the method and the
+    alphas it started from."""
+    device = torch.device(device)
+    kw = {"r_parametric": 0.2, "r_nonparametric": 0.2} if method == "dropnas" else {}
+    m = tiny_search(method, C=4, search_overrides={"alpha_lr": 0.01}, device=device, **kw,
+                    **method_params)
+    m.model.to(dtype)
+    for alpha in m.alphas.values():  # in place: the optimizer holds these parameters
+        alpha.data = alpha.data.to(dtype)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    runtime = RuntimeParams(channels_last=channels_last, amp=amp, dilated_conv=dilated_conv,
+                            share_relu=share_relu, phase_subsample=phase_subsample,
+                            fused_mixing=fused_mixing)
+    prepare_model(m.model, runtime, device)
+    start = {c: a.detach().clone() for c, a in m.alphas.items()}
+    for s in range(steps):
+        xt, yt = batch(n=8, seed=s)
+        xv, yv = batch(n=8, seed=100 + s)
+        with autocast(runtime, device):
+            m.step((xt.to(device, dtype).contiguous(memory_format=fmt), yt.to(device)),
+                   (xv.to(device, dtype).contiguous(memory_format=fmt), yv.to(device)))
+    return m, start
+
+
+def bf16_alpha_grad_error(device: str = "cpu") -> tuple[float, float]:
+    """One DropNAS forward/backward on a tiny C=4 supernet in fp32 and under bf16 autocast:
+    the relative L2 error and the cosine of the bf16 alpha gradient against the fp32 one."""
+    grads = {}
+    device = torch.device(device)
+    for amp in ("off", "bf16"):
+        m = tiny_search("dropnas", C=4, r_parametric=0.2, r_nonparametric=0.2, device=device)
+        masks = m.sample_active()
+        m._last_masks = masks
+        x, y = batch(n=16, seed=0)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        m.model.to(memory_format=torch.channels_last)
+        with autocast(RuntimeParams(amp=amp), device):
+            loss, _ = m.loss(x, y.to(device), masks)
+        loss.backward()
+        grads[amp] = torch.cat([a.grad.flatten() for a in m.arch_parameters()]).float()
+    g32, g16 = grads["off"], grads["bf16"]
+    rel = ((g16 - g32).norm() / g32.norm()).item()
+    cos = torch.nn.functional.cosine_similarity(g16, g32, dim=0).item()
+    return rel, cos

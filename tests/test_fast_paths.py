@@ -17,42 +17,14 @@ from nasflow.spaces.ops import (
     set_share_relu,
 )
 from nasflow.spaces.supernet import set_fused_mixing
-from nasflow.train.runtime import autocast, prepare_model
-from tests.helpers import batch, tiny_search
-
-
-def _run(method: str, channels_last: bool, amp: str = "off", steps: int = 3,
-         dilated_conv: str = "native", share_relu: bool = False, phase_subsample: bool = False,
-         fused_mixing: bool = False, dtype: torch.dtype = torch.float32, device: str = "cpu",
-         **method_params):
-    """Three search steps on fixed batches with the given switches; returns the method and the
-    alphas it started from."""
-    device = torch.device(device)
-    kw = {"r_parametric": 0.2, "r_nonparametric": 0.2} if method == "dropnas" else {}
-    m = tiny_search(method, C=4, search_overrides={"alpha_lr": 0.01}, device=device, **kw,
-                    **method_params)
-    m.model.to(dtype)
-    for alpha in m.alphas.values():  # in place: the optimizer holds these parameters
-        alpha.data = alpha.data.to(dtype)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    runtime = RuntimeParams(channels_last=channels_last, amp=amp, dilated_conv=dilated_conv,
-                            share_relu=share_relu, phase_subsample=phase_subsample,
-                            fused_mixing=fused_mixing)
-    prepare_model(m.model, runtime, device)
-    start = {c: a.detach().clone() for c, a in m.alphas.items()}
-    for s in range(steps):
-        xt, yt = batch(n=8, seed=s)
-        xv, yv = batch(n=8, seed=100 + s)
-        with autocast(runtime, device):
-            m.step((xt.to(device, dtype).contiguous(memory_format=fmt), yt.to(device)),
-                   (xv.to(device, dtype).contiguous(memory_format=fmt), yv.to(device)))
-    return m, start
+from nasflow.train.runtime import prepare_model
+from tests.helpers import batch, bf16_alpha_grad_error, search_steps, tiny_search
 
 
 @pytest.mark.parametrize("method", ["dropnas", "darts"])
 def test_channels_last_matches_plain_fp32(method):
-    plain, start = _run(method, channels_last=False)
-    fast, _ = _run(method, channels_last=True)
+    plain, start = search_steps(method, channels_last=False)
+    fast, _ = search_steps(method, channels_last=True)
     for c in plain.alphas:
         moved = (plain.alphas[c] - start[c]).abs().max()
         assert moved > 1e-3  # the alphas did move, so agreement means something
@@ -68,8 +40,8 @@ def test_dilated_rewrite_matches_native_dilated_conv(method):
     2e-6, but together they reorder enough sums that Adam's normalised step (g / sqrt(v))
     magnifies the rounding on near-zero alpha gradients to ~2e-5."""
     for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-4)):
-        plain, start = _run(method, channels_last=False, dtype=dtype)
-        fast, _ = _run(method, channels_last=True, dilated_conv="rewrite", share_relu=True,
+        plain, start = search_steps(method, channels_last=False, dtype=dtype)
+        fast, _ = search_steps(method, channels_last=True, dilated_conv="rewrite", share_relu=True,
                        phase_subsample=True, fused_mixing=True, dtype=dtype)
         assert set_dilated_rewrite(fast.model, True) > 0  # the supernet has dil_conv ops
         assert set_phase_subsample(fast.model, True) > 0  # and FactorizedReduce ops
@@ -98,7 +70,7 @@ def test_share_relu_matches_per_op_relus(method, params):
     for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
         results, relu_calls = [], []
         for share in (False, True):
-            m, start = _run(method, channels_last=False, share_relu=share, dtype=dtype, **params)
+            m, start = search_steps(method, channels_last=False, share_relu=share, dtype=dtype, **params)
             results.append(m.alphas)
             calls = _count_relu_modules(m.model)
             m.forward(batch(n=2, dtype=dtype)[0])
@@ -112,10 +84,10 @@ def test_share_relu_matches_per_op_relus(method, params):
     assert relu_calls[1] == sep_convs < relu_calls[0] / 2, relu_calls
 
 
-@pytest.mark.parametrize("network, size", [("cifar", 16), ("imagenet", 32)])
-def test_share_relu_is_exact_in_the_retraining_network(network, size):
-    """Retraining networks (aux head and drop path on): outputs identical in float64 and
-    every parameter gradient equal to 1e-12 with and without ReLU sharing."""
+def _retraining_network_results(network: str, size: int, switch):
+    """A float64 DARTS_V2 retraining network (aux head, drop path on) run with ``switch`` off
+    and on: per setting, the outputs and every parameter gradient, and how many ReLU modules
+    ran. ``switch(net, enabled)`` returns how many modules it set."""
     from nasflow.genotype import PUBLISHED
     from nasflow.nets import build_network
 
@@ -125,8 +97,8 @@ def test_share_relu_is_exact_in_the_retraining_network(network, size):
     net.drop_path_prob = 0.3
     x = torch.randn(3, 3, size, size, dtype=torch.float64)
     results, relu_calls = [], []
-    for share in (False, True):
-        assert set_share_relu(net, share) > 0
+    for enabled in (False, True):
+        assert switch(net, enabled) > 0
         net.zero_grad()
         calls = _count_relu_modules(net)
         torch.manual_seed(1)  # the same drop-path draws
@@ -138,6 +110,14 @@ def test_share_relu_is_exact_in_the_retraining_network(network, size):
             mod._forward_hooks.clear()
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    return net, relu_calls
+
+
+@pytest.mark.parametrize("network, size", [("cifar", 16), ("imagenet", 32)])
+def test_share_relu_is_exact_in_the_retraining_network(network, size):
+    """Retraining networks (aux head and drop path on): outputs identical in float64 and
+    every parameter gradient equal to 1e-12 with and without ReLU sharing."""
+    _, relu_calls = _retraining_network_results(network, size, set_share_relu)
     assert relu_calls[1] < relu_calls[0], relu_calls
 
 
@@ -209,8 +189,8 @@ def test_fused_mixing_matches_separate_products_and_sums(method, params):
     same alphas after three steps as DARTS' product-then-sum (1e-12 in float64; float32 within
     rounding, 1e-5), and the network's output is the same tensor values."""
     for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
-        ref, start = _run(method, channels_last=False, dtype=dtype, **params)
-        fused, _ = _run(method, channels_last=False, fused_mixing=True, dtype=dtype, **params)
+        ref, start = search_steps(method, channels_last=False, dtype=dtype, **params)
+        fused, _ = search_steps(method, channels_last=False, fused_mixing=True, dtype=dtype, **params)
         assert set_fused_mixing(fused.model, True) == len(fused.model.cells)
         for c in ref.alphas:
             assert (ref.alphas[c] - start[c]).abs().max() > 1e-3
@@ -280,28 +260,13 @@ def test_phase_subsample_is_exact_per_op(op_kind, size, channels_last):
 
 def test_phase_subsample_reaches_retraining_networks_and_stays_exact():
     """A DARTS_V2 network (FactorizedReduce preprocessing after each reduction cell), with
-    drop path and the auxiliary head: identical outputs and parameter gradients in float64."""
-    from nasflow.genotype import PUBLISHED
-    from nasflow.nets import build_network
-
-    torch.manual_seed(0)
-    net = build_network("cifar", PUBLISHED["DARTS_V2"], C=8, layers=6, num_classes=5,
-                        auxiliary=True, in_channels=3).double().train()
-    net.drop_path_prob = 0.3
-    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    drop path and the auxiliary head: identical outputs and parameter gradients in float64, and
+    the switch reaches every FactorizedReduce and dilated conv."""
+    net, _ = _retraining_network_results("cifar", 16, set_phase_subsample)
     reduces = sum(isinstance(mod, FactorizedReduce) for mod in net.modules())
     assert reduces >= 2  # preprocessing after each of the two reduction cells, at least
     dil_convs = sum(isinstance(mod, DilatedDepthwiseConv2d) for mod in net.modules())
-    results = []
-    for enabled in (False, True):
-        assert set_phase_subsample(net, enabled) == reduces + dil_convs
-        net.zero_grad()
-        torch.manual_seed(1)
-        logits, aux = net(x)
-        (logits.square().sum() + aux.sum()).backward()
-        results.append([logits.detach(), aux.detach(), *(p.grad.clone() for p in net.parameters())])
-    for a, b in zip(*results, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    assert set_phase_subsample(net, True) == reduces + dil_convs
 
 
 def test_dilated_rewrite_auto_is_cpu_only():
@@ -311,28 +276,6 @@ def test_dilated_rewrite_auto_is_cpu_only():
     assert convs and all(c.rewrite for c in convs)
     prepare_model(m.model, RuntimeParams(dilated_conv="auto"), torch.device("meta"))
     assert not any(c.rewrite for c in convs)
-
-
-def bf16_alpha_grad_error(device: str = "cpu") -> tuple[float, float]:
-    """One DropNAS forward/backward on a tiny C=4 supernet in fp32 and under bf16 autocast:
-    the relative L2 error and the cosine of the bf16 alpha gradient against the fp32 one."""
-    grads = {}
-    device = torch.device(device)
-    for amp in ("off", "bf16"):
-        m = tiny_search("dropnas", C=4, r_parametric=0.2, r_nonparametric=0.2, device=device)
-        masks = m.sample_active()
-        m._last_masks = masks
-        x, y = batch(n=16, seed=0)
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
-        m.model.to(memory_format=torch.channels_last)
-        with autocast(RuntimeParams(amp=amp), device):
-            loss, _ = m.loss(x, y.to(device), masks)
-        loss.backward()
-        grads[amp] = torch.cat([a.grad.flatten() for a in m.arch_parameters()]).float()
-    g32, g16 = grads["off"], grads["bf16"]
-    rel = ((g16 - g32).norm() / g32.norm()).item()
-    cos = torch.nn.functional.cosine_similarity(g16, g32, dim=0).item()
-    return rel, cos
 
 
 def test_bf16_autocast_gradients_stay_close_to_fp32():

@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from tests.test_fast_paths import _run, bf16_alpha_grad_error
+from tests.helpers import bf16_alpha_grad_error, search_steps
 
 DEVICE = os.environ.get("NASFLOW_GPU_TEST_DEVICE", "cuda")
 pytestmark = [
@@ -40,8 +40,8 @@ def test_fast_paths_match_the_plain_path_on_the_gpu(method, params):
     phase subsampling, fused mixing) against all off: the same alphas after three search
     steps, to 1e-9 in float64 and 1e-4 in float32 (the CPU bounds are 1e-12 and 1e-4)."""
     for dtype, atol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
-        plain, start = _run(method, channels_last=False, dtype=dtype, device=DEVICE, **params)
-        fast, _ = _run(method, channels_last=True, dilated_conv="auto", share_relu=True,
+        plain, start = search_steps(method, channels_last=False, dtype=dtype, device=DEVICE, **params)
+        fast, _ = search_steps(method, channels_last=True, dilated_conv="auto", share_relu=True,
                        phase_subsample=True, fused_mixing=True, dtype=dtype, device=DEVICE,
                        **params)
         for c in plain.alphas:
@@ -55,8 +55,8 @@ def test_a_gpu_search_step_matches_the_cpu(method, params):
     """The same seeds, batches and (host-drawn) DropNAS masks give the same alphas on the GPU as
     on the CPU after three steps, in float64."""
     fast = dict(channels_last=True, share_relu=True, phase_subsample=True, fused_mixing=True)
-    gpu, start = _run(method, dtype=torch.float64, device=DEVICE, **fast, **params)
-    cpu, _ = _run(method, dtype=torch.float64, device="cpu", **fast, **params)
+    gpu, start = search_steps(method, dtype=torch.float64, device=DEVICE, **fast, **params)
+    cpu, _ = search_steps(method, dtype=torch.float64, device="cpu", **fast, **params)
     for c in cpu.alphas:
         assert (cpu.alphas[c] - start[c].cpu()).abs().max() > 1e-3
         torch.testing.assert_close(gpu.alphas[c].cpu(), cpu.alphas[c], rtol=0, atol=1e-9)

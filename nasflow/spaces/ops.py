@@ -49,6 +49,12 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def _zeros(shape, like: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """Zeros allocated in ``fmt`` directly (``new_zeros(...).contiguous(fmt)`` would write a
+    full NCHW tensor, then copy it)."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt).zero_()
+
+
 class _PixelPhases(torch.autograd.Function):
     """``x[:, :, i::step, j::step]`` for each phase ``(i, j)``, as dense tensors in ``x``'s
     memory format, zero-padded at the bottom/right to the size of phase (0, 0) (odd sizes).
@@ -68,7 +74,7 @@ class _PixelPhases(torch.autograd.Function):
             if part.shape[-2:] == (h, w):
                 outs.append(part.contiguous(memory_format=fmt))
             else:
-                out = x.new_zeros(*x.shape[:2], h, w).contiguous(memory_format=fmt)
+                out = _zeros((*x.shape[:2], h, w), x, fmt)
                 out[:, :, : part.shape[-2], : part.shape[-1]] = part
                 outs.append(out)
         ctx.shape, ctx.fmt, ctx.step, ctx.phases = x.shape, fmt, step, phases
@@ -78,7 +84,7 @@ class _PixelPhases(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
         step = ctx.step
-        grad = grads[0].new_zeros(ctx.shape).contiguous(memory_format=ctx.fmt)
+        grad = _zeros(ctx.shape, grads[0], ctx.fmt)
         for (i, j), g in zip(ctx.phases, grads, strict=True):
             if g is not None:
                 target = grad[:, :, i::step, j::step]
@@ -242,7 +248,7 @@ class FactorizedReduce(SubsamplesPhases, nn.Module):
     (``runtime.phase_subsample``) both phases are taken in one op and the convs run at stride 1
     on them: the same products and outputs, and a backward that writes the input gradient once
     instead of zero-filling it three times and adding the branches' gradients (measured on a
-    144-channel 32x32 map at batch 96: forward + backward 1.7x faster, CPU)."""
+    144-channel 32x32 map at batch 96: forward + backward 155 -> 50 ms, CPU)."""
 
     opens_with_relu = True
 
