@@ -128,15 +128,17 @@ def run_case(kind: str, cfg: dict, switches: dict, warmup: int, steps: int) -> d
     if kind == "search":
         from nasflow.methods import build_method
         from nasflow.methods.base import METHODS
-        from nasflow.params import SearchParams, SpaceParams
-        from nasflow.spaces import SearchNetwork, build_cell_space
+        from nasflow.params import SearchParams
+        from nasflow.spaces import space_by_name
 
-        space = build_cell_space(SpaceParams())
+        space = space_by_name(cfg.get("space", "darts"))
         search = SearchParams(layers=cfg["layers"], init_channels=cfg["C"], batch_size=B, epochs=50)
-        model = prepare_model(SearchNetwork(space, cfg["C"], 10, cfg["layers"], 3).to(device),
-                              runtime, device)
         mp = {"order": cfg["order"]} if cfg["method"] == "darts" else {}
         method = build_method(METHODS[cfg["method"]].Params(**mp), search)
+        method.bind_space(space)
+        supernet = space.build_supernet(C=cfg["C"], layers=cfg["layers"], num_classes=10,
+                                        in_channels=3, **method.supernet_options())
+        model = prepare_model(supernet.to(device), runtime, device)
         method.adapt_search_space(model, space, device)
         maybe_compile(model, runtime, method.compile_blocker())
 

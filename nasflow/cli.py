@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="run name, e.g. digits_dropnas_s0")
     p.add_argument("--out", type=Path, required=True, help="JSON file for the run id")
 
+    sub.add_parser("spaces", help="list the registered search spaces",
+                   description="One line per registered space: name, cell types, edges, "
+                               "nodes, ops per edge, ops.")
+
     p = sub.add_parser("schema", help="write the JSON schema of a run config",
                        description="JSON schema generated from the pydantic params models.")
     p.add_argument("--out", type=Path, required=True)
@@ -188,7 +192,6 @@ def _say(msg: str) -> None:
 # ---- verbs ---------------------------------------------------------------------------------
 def cmd_search(args) -> None:
     from nasflow.config import resolved
-    from nasflow.genotype import Genotype
     from nasflow.io import save_checkpoint, write_json
     from nasflow.train.search import run_search
 
@@ -209,7 +212,7 @@ def cmd_search(args) -> None:
             save_checkpoint(tmp / "supernet.pt", supernet)
             write_json(tmp / "search.json", record)
             write_json(tmp / "config.json", resolved(config))
-            Genotype.model_validate(record["genotype"]).save(tmp / "genotype.json")
+            write_json(tmp / "genotype.json", record["genotype"])
         if tracker is not None:
             _log_search_artifacts(tracker, args.out, record)
     _say(f"search done in {record['wall_time_s']:.1f}s; genotype in {args.out / 'genotype.json'}")
@@ -220,12 +223,14 @@ def _log_search_artifacts(tracker, out: Path, record: dict) -> None:
 
     from nasflow.genotype import Genotype
     from nasflow.report import plots
+    from nasflow.spaces import genotype_from_json
 
     tracker.log_artifact(out / "search.json")
     tracker.log_artifact(out / "genotype.json")
-    genotype = Genotype.model_validate(record["genotype"])
-    for cell in ("normal", "reduce"):
-        tracker.log_figure(plots.cell_diagram(genotype, cell), f"cell_{cell}.png")
+    genotype = genotype_from_json(record["genotype"], str(out / "search.json"))
+    for cell in record["cell_types"]:
+        if isinstance(genotype, Genotype):  # the DARTS-macro cell diagram
+            tracker.log_figure(plots.cell_diagram(genotype, cell), f"cell_{cell}.png")
         probs = np.asarray(record["probabilities"][cell])
         tracker.log_figure(plots.alpha_heatmap(probs, record["edge_ops"][cell],
                                                f"{record['method']} {cell} softmax(alpha)"),
@@ -239,32 +244,39 @@ def _log_search_artifacts(tracker, out: Path, record: dict) -> None:
 
 
 def cmd_derive(args) -> None:
-    from nasflow.genotype import derive_genotype
-    from nasflow.io import read_json
+    from nasflow.io import read_json, write_json
+    from nasflow.train.search import derive_from_record
 
     config = _config(args)
-    record = read_json(args.search)
-    try:
-        import numpy as np
+    genotype = derive_from_record(config, read_json(args.search), str(args.search))
+    write_json(args.out, genotype.model_dump(mode="json"))
+    _say(f"{config.space.name} genotype ({config.method.name} readout, {config.derive.rank_by} "
+         f"ranking) -> {args.out}")
 
-        genotype = derive_genotype(
-            np.asarray(record["alphas"]["normal"]), np.asarray(record["alphas"]["reduce"]),
-            record["edge_ops"]["normal"], record["edge_ops"]["reduce"], config.space.nodes,
-            rank_by=config.derive.rank_by, edges_per_node=config.derive.edges_per_node)
-    except KeyError as exc:
-        raise NasflowError(f"{args.search}: missing key {exc} (not a search.json?)") from None
-    genotype.save(args.out)
-    _say(f"genotype ({config.derive.rank_by} ranking) -> {args.out}")
+
+def cmd_spaces(args) -> None:
+    from nasflow.spaces import load_builtin_spaces, space_by_name
+
+    for name in load_builtin_spaces():
+        print(space_by_name(name).describe())
+
+
+def _genotype_for(config, ref: str):
+    """The genotype ``ref`` (a published name or a file), checked against params' space."""
+    from nasflow.spaces import build_space, check_genotype_space, resolve_genotype
+
+    genotype = resolve_genotype(ref)
+    check_genotype_space(genotype, build_space(config.space), ref)
+    return genotype
 
 
 def cmd_retrain(args) -> None:
     from nasflow.config import resolved
-    from nasflow.genotype import resolve_genotype
     from nasflow.io import write_json
     from nasflow.train.retrain import run_retrain
 
     config = _config(args)
-    genotype = resolve_genotype(args.genotype)
+    genotype = _genotype_for(config, args.genotype)
     ckpt = _checkpoint_dir(args)
     _say(f"retrain on {config.dataset.name}: outputs -> {args.out}, checkpoints -> {ckpt}")
     with _tracker(config, "retrain", args, f"retrain:{args.out}") as tracker:
@@ -290,12 +302,11 @@ def cmd_retrain(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from nasflow.config import resolved
-    from nasflow.genotype import resolve_genotype
     from nasflow.io import read_json, write_json
     from nasflow.train.retrain import run_evaluate
 
     config = _config(args)
-    genotype = resolve_genotype(args.genotype)
+    genotype = _genotype_for(config, args.genotype)
     retrain_json = args.weights.parent / "retrain.json"
     retrain_record = read_json(retrain_json) if retrain_json.exists() else None
     with _tracker(config, "evaluate", args, f"evaluate:{args.out}") as tracker:
@@ -314,8 +325,16 @@ def cmd_evaluate(args) -> None:
 def cmd_analyze(args) -> None:
     from nasflow.io import read_json
 
+    from nasflow.spaces import build_space
+    from nasflow.train.search import check_search_record
+
     config = _config(args)
+    space = build_space(config.space)
+    if space.genotype_kind != "darts":
+        raise NasflowError(f"analyze: the DropNAS analyses read the DARTS cell (normal cell, "
+                           f"edge E(0,2)); space.name: {space.name} is not a DARTS-macro space")
     record = read_json(args.search / "search.json")
+    check_search_record(record, space, str(args.search / "search.json"))
     title = f"{config.method.name} on {config.dataset.name}"
     with _tracker(config, "analyze", args, f"analyze:{args.out}") as tracker:
         _analyze_into(config, args, record, title, tracker)
@@ -332,7 +351,7 @@ def _analyze_into(config, args, record, title, tracker) -> None:
 
         result: dict = {"method": config.method.name, "dataset": config.dataset.name}
         figures = {}
-        for cell in ("normal", "reduce"):
+        for cell in record.get("cell_types", ("normal", "reduce")):
             traj = [np.asarray(h["probabilities"][cell]) for h in record["history"]]
             figures[f"alpha_trajectories_{cell}.png"] = plots.alpha_trajectories(
                 traj, record["edge_ops"][cell], None, f"{title}: softmax(alpha), {cell} cells")
@@ -382,7 +401,7 @@ def cmd_schema(args) -> None:
 
 COMMANDS = {"search": cmd_search, "derive": cmd_derive, "retrain": cmd_retrain,
             "evaluate": cmd_evaluate, "analyze": cmd_analyze, "track-parent": cmd_track_parent,
-            "schema": cmd_schema}
+            "schema": cmd_schema, "spaces": cmd_spaces}
 
 
 def main(argv: list[str] | None = None) -> int:

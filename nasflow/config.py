@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Discriminator, Field, Tag, ValidationError
 
 from nasflow.errors import ParamsError
 from nasflow.methods import METHODS
+from nasflow.spaces import load_builtin_spaces
 from nasflow.params import (
     DatasetParams,
     DeriveParams,
@@ -23,10 +24,22 @@ from nasflow.params import (
     RetrainParams,
     RuntimeParams,
     SearchParams,
-    SpaceParams,
     StrictModel,
     TrackingParams,
 )
+
+def _space_tag(value: Any) -> str:
+    """The ``space`` section's tag: ``name``, ``darts`` when absent (files before the registry)."""
+    if isinstance(value, dict):
+        return str(value.get("name", "darts"))
+    return str(getattr(value, "name", "darts"))
+
+
+SpaceParams = Annotated[
+    Union[tuple(Annotated[cls.Params, Tag(name)]  # noqa: UP007
+                for name, cls in load_builtin_spaces().items())],
+    Discriminator(_space_tag),
+]
 
 MethodParams = Annotated[
     Union[tuple(cls.Params for cls in METHODS.values())],  # noqa: UP007
@@ -38,7 +51,7 @@ class RunConfig(StrictModel):
     """Everything one pipeline run needs; each stage reads its own section."""
 
     dataset: DatasetParams
-    space: SpaceParams = SpaceParams()
+    space: SpaceParams = Field(default_factory=lambda: load_builtin_spaces()["darts"].Params())
     method: MethodParams
     search: SearchParams = SearchParams()
     derive: DeriveParams = DeriveParams()
@@ -113,13 +126,20 @@ def load_config(files: list[str | os.PathLike], overrides: list[str] = ()) -> Ru
         src = origin.get(("method", "name"), ", ".join(map(str, files)))
         raise ParamsError(src, "method.name",
                           f"unknown method {method.get('name')!r}; known: {', '.join(METHODS)}")
+    space = merged.get("space")
+    spaces = load_builtin_spaces()
+    if isinstance(space, dict) and space.get("name", "darts") not in spaces:
+        src = origin.get(("space", "name"), ", ".join(map(str, files)))
+        raise ParamsError(src, "space.name",
+                          f"unknown space {space.get('name')!r}; known: {', '.join(spaces)}")
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(str(p) for p in err["loc"])
         # drop the union tag pydantic inserts for discriminated unions (method.<name>.field)
-        if len(loc) >= 2 and loc[0] == "method" and loc[1] in METHODS:
+        if len(loc) >= 2 and ((loc[0] == "method" and loc[1] in METHODS)
+                              or (loc[0] == "space" and loc[1] in load_builtin_spaces())):
             loc = (loc[0], *loc[2:])
         key = ".".join(loc) or "(top level)"
         src = _origin_of(loc, origin) or ", ".join(map(str, files)) or "(defaults)"

@@ -1,8 +1,13 @@
-"""Genotypes: a discrete cell as validated JSON, derivation from alphas, published cells.
+"""DARTS-space genotypes: a discrete cell as validated JSON, derivation, published cells.
 
-A genotype follows DARTS' layout: for each intermediate node two ``(op, input)`` pairs, where
-input 0 and 1 are the cell's two inputs and input ``2 + k`` is intermediate node ``k``.
-Genotypes are read with pydantic, never ``eval``.
+A genotype follows DARTS' layout: for each intermediate node ``edges_per_node`` ``(op, input)``
+pairs, where input 0 and 1 are the cell's two inputs and input ``2 + k`` is intermediate node
+``k``. Two pairs of a node may name the same input (GDAS keeps two ops on one edge). The same
+type serves every space with the DARTS macro network (``darts``, ``rdarts_s1`` .. ``s4``); its
+JSON carries ``"space": "darts"`` (files without the tag, written before the space registry,
+load unchanged). Other spaces have their own genotype type (``nasflow.spaces.<space>``);
+:func:`nasflow.spaces.genotype_from_json` picks the type from the tag. Genotypes are read with
+pydantic, never ``eval``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class Genotype(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    space: Literal["darts"] = "darts"
     normal: list[tuple[str, int]]
     normal_concat: list[int]
     reduce: list[tuple[str, int]]
@@ -59,8 +65,8 @@ class Genotype(BaseModel):
         write_json(path, self.model_dump(mode="json"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Genotype:
-        data = read_json(path)
+    def from_json(cls, data, source: str = "genotype") -> Genotype:
+        """Validate parsed JSON; one error naming ``source`` and the field."""
         if isinstance(data, dict) and "genotype" in data and "normal" not in data:
             data = data["genotype"]  # a search / result record embeds the genotype
         try:
@@ -68,7 +74,11 @@ class Genotype(BaseModel):
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "genotype"
-            raise NasflowError(f"{path}: {key}: {err['msg']}") from None
+            raise NasflowError(f"{source}: {key}: {err['msg']}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Genotype:
+        return cls.from_json(read_json(path), str(path))
 
 
 def _g(normal, reduce, concat=(2, 3, 4, 5)) -> Genotype:
@@ -99,16 +109,6 @@ PUBLISHED: dict[str, Genotype] = {
 }
 
 
-def resolve_genotype(ref: str | os.PathLike) -> Genotype:
-    """A published name (``DARTS_V2``) or a path to a genotype / result JSON."""
-    if str(ref) in PUBLISHED:
-        return PUBLISHED[str(ref)]
-    if not os.path.exists(ref):
-        raise NasflowError(
-            f"{ref}: no such genotype file, and not a published genotype "
-            f"({', '.join(PUBLISHED)})"
-        )
-    return Genotype.load(ref)
 
 
 def derive_cell(

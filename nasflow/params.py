@@ -55,46 +55,6 @@ class DatasetParams(StrictModel):
         return value
 
 
-class SpaceParams(StrictModel):
-    """The DARTS CNN cell space; the op set is data (DropNAS variants, RobustDARTS lists)."""
-
-    name: Literal["darts"] = "darts"
-    variant: Literal["original", "3-skip", "1-skip", "custom"] = Field(
-        "original",
-        description="original: 8 DARTS ops; 3-skip: both poolings replaced by skip_connect; "
-        "1-skip: poolings removed (DropNAS Sec. 5.3); custom: take `ops` / `edge_ops`",
-    )
-    ops: list[str] | None = Field(None, description="op list for every edge (variant=custom)")
-    edge_ops: dict[Literal["normal", "reduce"], list[list[str]]] | None = Field(
-        None, description="per-edge op lists, RobustDARTS S1-S4 style (variant=custom)"
-    )
-    nodes: int = Field(4, ge=1, le=8, description="intermediate nodes per cell")
-    stem_multiplier: int = Field(3, ge=1, le=8)
-
-    @model_validator(mode="after")
-    def _check_ops(self) -> SpaceParams:
-        from nasflow.spaces.ops import OPS
-
-        lists = list(self.ops or [])
-        for cell_lists in (self.edge_ops or {}).values():
-            for edge in cell_lists:
-                lists.extend(edge)
-        for op in lists:
-            if op not in OPS:
-                raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
-        if self.variant == "custom" and not (self.ops or self.edge_ops):
-            raise ValueError("variant 'custom' needs `ops` or `edge_ops`")
-        if self.variant != "custom" and (self.ops or self.edge_ops):
-            raise ValueError(f"`ops` / `edge_ops` need variant 'custom', not {self.variant!r}")
-        n_edges = sum(2 + i for i in range(self.nodes))
-        for cell, cell_lists in (self.edge_ops or {}).items():
-            if len(cell_lists) != n_edges:
-                raise ValueError(f"edge_ops.{cell} has {len(cell_lists)} edges, needs {n_edges}")
-            if any(len(edge) == 0 for edge in cell_lists):
-                raise ValueError(f"edge_ops.{cell}: every edge needs at least one op")
-        return self
-
-
 class SearchParams(StrictModel):
     """Supernet training shared by every method (DARTS Sec. 3 / DropNAS Sec. 4 protocol)."""
 

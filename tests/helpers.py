@@ -6,8 +6,9 @@ import torch
 
 from nasflow.methods import build_method
 from nasflow.methods.base import METHODS
-from nasflow.params import RuntimeParams, SearchParams, SpaceParams
-from nasflow.spaces import SearchNetwork, build_cell_space
+from nasflow.params import RuntimeParams, SearchParams
+from nasflow.spaces import build_space
+from nasflow.spaces.darts import DartsSpaceParams as SpaceParams
 from nasflow.train.runtime import autocast, prepare_model
 
 
@@ -16,14 +17,17 @@ def tiny_search(method: str = "dropnas", *, layers: int = 3, C: int = 2, in_chan
                 search_overrides: dict | None = None, device: torch.device | str = "cpu",
                 **method_params):
     space_params = space or SpaceParams()
-    cell_space = build_cell_space(space_params)
+    cell_space = build_space(space_params)
     search = SearchParams(epochs=4, batch_size=4, layers=layers, init_channels=C, seed=0,
                           alpha_init_std=0.5, **(search_overrides or {}))
     torch.manual_seed(0)
     device = torch.device(device)
-    model = SearchNetwork(cell_space, C, num_classes, layers, in_channels).to(device, dtype)
     params = METHODS[method].Params(**method_params)
     m = build_method(params, search)
+    m.bind_space(cell_space)
+    model = cell_space.build_supernet(C=C, layers=layers, num_classes=num_classes,
+                                      in_channels=in_channels, **m.supernet_options())
+    model = model.to(device, dtype)
     m.adapt_search_space(model, cell_space, device,
                          generator=torch.Generator().manual_seed(0))
     if dtype != torch.float32:

@@ -47,7 +47,7 @@ def test_no_grouping_uses_one_group_of_all_ops():
 
 
 def test_space_variant_changes_group_size():
-    from nasflow.params import SpaceParams
+    from nasflow.spaces.darts import DartsSpaceParams as SpaceParams
 
     m = tiny_search("dropnas", space=SpaceParams(variant="1-skip"), r_nonparametric=0.01)
     # 1-skip: O_np = {none, skip_connect}, so p_np = r^(1/2)

@@ -16,7 +16,7 @@ from nasflow.spaces.ops import (
     set_phase_subsample,
     set_share_relu,
 )
-from nasflow.spaces.supernet import set_fused_mixing
+from nasflow.spaces.darts.supernet import set_fused_mixing
 from nasflow.train.runtime import prepare_model
 from tests.helpers import batch, bf16_alpha_grad_error, search_steps, tiny_search
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from nasflow.errors import NasflowError
-from nasflow.genotype import PUBLISHED, Genotype, derive_cell, resolve_genotype
+from nasflow.genotype import PUBLISHED, Genotype, derive_cell
+from nasflow.spaces import resolve_genotype
 from nasflow.spaces.ops import DARTS_OPS
 
 OPS = list(DARTS_OPS)

@@ -1,10 +1,25 @@
 """The search-method interface (after NASLib's optimizer: set up on a space, ``step`` on
 batches, read off a genotype) with hooks for what differs between DARTS-family methods.
 
-A method owns the architecture parameters (one (edges, K) alpha tensor per cell type), the
-optimizers and the update rule. The supernet holds only operation weights ``w``. To add a
-method: subclass :class:`SearchMethod` (or :class:`~nasflow.methods.darts.DARTS`), give it a
-``Params`` model with ``name: Literal["..."]`` and decorate it with :func:`register_method`.
+A method owns the architecture parameters (one (edges, width) alpha tensor per cell type of
+any registered space), the optimizers and the update rule. The supernet holds only operation
+weights ``w``. What a method changes is composed from :mod:`nasflow.methods.components`:
+
+* ``op_weights`` -- how alphas become the supernet's mixing weights (softmax, sigmoid, Gumbel,
+  Dirichlet, ... from :mod:`~nasflow.methods.components.weighting`), ``sample_active`` --
+  which ops run this step (all, kept by drop masks, one sampled), ``edge_weights`` -- a
+  per-edge factor (PC-DARTS edge normalisation), ``supernet_options`` -- supernet features
+  the method needs from the space (``partial_channels``);
+* ``arch_regularizer`` -- extra loss terms, ``step`` -- when alphas and w step;
+* ``readout`` -- per-(edge, op) strengths that the space's ``derive`` turns into a genotype;
+  it is a function of the architecture values only, so ``nasflow derive`` reads a genotype
+  off a search record through the method without building the supernet.
+
+To add a method: subclass :class:`SearchMethod` (or :class:`~nasflow.methods.darts.DARTS`),
+give it a ``Params`` model with ``name: Literal["..."]``, decorate it with
+:func:`register_method`, import its module in ``nasflow/methods/__init__.py`` and add
+``params/methods/<name>.yaml``. The contract tests cover it on every space whose ops it
+supports (``supports_space``).
 """
 
 from __future__ import annotations
@@ -16,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasflow.genotype import Genotype, derive_genotype
+from nasflow.methods.components import weighting
 from nasflow.params import DeriveParams, SearchParams, StrictModel
-from nasflow.spaces.cell_space import CELL_TYPES, CellSpace
-from nasflow.spaces.supernet import ActiveOps, SearchNetwork, active_from_mask
+from nasflow.spaces.base import ActiveOps, SearchSpace, active_from_mask
 
 METHODS: dict[str, type[SearchMethod]] = {}
 
@@ -52,26 +66,47 @@ class SearchMethod:
     def __init__(self, params: MethodParamsBase, search: SearchParams):
         self.params = params
         self.search = search
-        self.model: SearchNetwork | None = None
+        self.model: nn.Module | None = None
         self.alphas: dict[str, nn.Parameter] = {}
         self.epoch = 0
         self._grad_sum: dict[str, torch.Tensor] = {}
         self._grad_steps = 0
 
     # ---- set-up --------------------------------------------------------------------------
-    def adapt_search_space(self, model: SearchNetwork, space: CellSpace, device: torch.device,
+    @classmethod
+    def supports_space(cls, space: SearchSpace) -> str | None:
+        """Why this method cannot search ``space`` (None: it can)."""
+        return None
+
+    def supernet_options(self) -> dict[str, Any]:
+        """Supernet features this method needs from the space (``build_supernet`` options)."""
+        return {}
+
+    def bind_space(self, space: SearchSpace) -> None:
+        """Know the space (cell types, op lists, valid columns) without a supernet: enough for
+        ``readout`` / ``genotype`` from recorded architecture values."""
+        why = self.supports_space(space)
+        if why:
+            from nasflow.errors import NasflowError
+
+            raise NasflowError(f"method {self.name!r} cannot search space {space.name!r}: {why}")
+        self.space = space
+        self.cell_types = space.cell_types
+        self.valid = {c: space.valid(c) for c in self.cell_types}
+
+    def adapt_search_space(self, model: nn.Module, space: SearchSpace, device: torch.device,
                            generator: torch.Generator | None = None) -> None:
         """Create alphas (init ``alpha_init_std * randn``, DARTS) and optimizers for ``model``."""
-        self.model, self.space, self.device = model, space, device
-        self.valid = {c: space.valid(c) for c in CELL_TYPES}
+        self.bind_space(space)
+        self.model, self.device = model, device
         self._valid_t = {c: torch.as_tensor(v, device=device) for c, v in self.valid.items()}
-        for cell in CELL_TYPES:
+        for cell in self.cell_types:
             init = torch.randn(space.n_edges, space.width, generator=generator)
             init = init.mul_(self.search.alpha_init_std).masked_fill_(
                 ~torch.as_tensor(self.valid[cell]), _PAD_LOGIT)
             self.alphas[cell] = nn.Parameter(init.to(device))
         self._all_active = {c: active_from_mask(self.valid[c], space.edge_ops[c])
-                            for c in CELL_TYPES}
+                            for c in self.cell_types}
         self.w_optimizer = self.make_w_optimizer()
         self.alpha_optimizer = self.make_alpha_optimizer()
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -88,7 +123,7 @@ class SearchMethod:
                                 weight_decay=s.alpha_weight_decay)
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.alphas[c] for c in CELL_TYPES]
+        return [self.alphas[c] for c in self.cell_types]
 
     # ---- hooks ---------------------------------------------------------------------------
     def sample_active(self) -> dict[str, np.ndarray] | None:
@@ -97,7 +132,11 @@ class SearchMethod:
 
     def op_weights(self, masks: dict[str, np.ndarray] | None) -> dict[str, torch.Tensor]:
         """How alphas become op weights: DARTS' softmax over each edge's ops (Eq. 2)."""
-        return {c: F.softmax(a, dim=-1) for c, a in self.alphas.items()}
+        return {c: weighting.softmax(a) for c, a in self.alphas.items()}
+
+    def edge_weights(self) -> dict[str, torch.Tensor] | None:
+        """A per-edge factor on each edge's output (PC-DARTS edge normalisation); None: 1."""
+        return None
 
     def arch_regularizer(self) -> torch.Tensor | None:
         """Extra loss on alphas added to the architecture loss (beta-DARTS, ...)."""
@@ -115,12 +154,14 @@ class SearchMethod:
         if masks is None:
             return self._all_active
         return {c: active_from_mask(masks[c] & self.valid[c], self.space.edge_ops[c])
-                for c in CELL_TYPES}
+                for c in self.cell_types}
 
     def forward(self, x: torch.Tensor, masks: dict[str, np.ndarray] | None = None,
                 return_features: bool = False):
+        edge_weights = self.edge_weights()
+        extra = {} if edge_weights is None else {"edge_weights": edge_weights}
         return self.model(x, self.op_weights(masks), self.active_ops(masks),
-                          return_features=return_features)
+                          return_features=return_features, **extra)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, masks=None) -> tuple[torch.Tensor, Any]:
         logits = self.forward(x, masks)
@@ -181,12 +222,25 @@ class SearchMethod:
         with torch.no_grad():
             return {c: a.float().cpu().numpy() for c, a in self.alphas.items()}
 
-    def genotype(self, derive: DeriveParams | None = None) -> Genotype:
+    def arch_values(self) -> dict[str, np.ndarray]:
+        """Every architecture value a readout needs, on the host: the alphas by cell type
+        (plus, in methods with more, e.g. ``beta.<cell>``). Saved in ``search.json``."""
+        return self.alpha_values()
+
+    def readout(self, arch: dict[str, np.ndarray], derive: DeriveParams) -> dict[str, np.ndarray]:
+        """Per-(edge, op) strengths for the space's derivation, from ``arch_values()``:
+        the softmax weight (DARTS Sec. 2.4), or the raw alpha (``derive.rank_by: alpha``,
+        DropNAS' released code)."""
+        if derive.rank_by == "alpha":
+            return {c: np.asarray(arch[c], dtype=np.float64) for c in self.cell_types}
+        return {c: weighting.softmax_np(arch[c], self.valid[c]) for c in self.cell_types}
+
+    def genotype(self, derive: DeriveParams | None = None,
+                 arch: dict[str, np.ndarray] | None = None) -> Any:
+        """The space's genotype read off ``arch`` (default: the current values)."""
         derive = derive or DeriveParams()
-        a = self.alpha_values()
-        return derive_genotype(a["normal"], a["reduce"], self.space.edge_ops["normal"],
-                               self.space.edge_ops["reduce"], self.space.nodes,
-                               rank_by=derive.rank_by, edges_per_node=derive.edges_per_node)
+        return self.space.derive(self.readout(self.arch_values() if arch is None else arch, derive),
+                                 derive)
 
     def alpha_entropy(self) -> dict[str, float]:
         """Mean per-edge entropy of the op distribution (nats): falls as the search decides."""

@@ -13,6 +13,7 @@ import torch
 from pydantic import Field
 
 from nasflow.methods.base import register_method
+from nasflow.methods.components.regularisers import beta_decay
 from nasflow.methods.darts import DARTS
 
 
@@ -28,5 +29,4 @@ class BetaDARTS(DARTS):
         return self.params.lambda_start + t * (self.params.lambda_end - self.params.lambda_start)
 
     def arch_regularizer(self) -> torch.Tensor:
-        beta = sum(a.logsumexp(dim=-1).mean() for a in self.arch_parameters())
-        return self.beta_weight() * beta
+        return self.beta_weight() * beta_decay(self.arch_parameters())

@@ -31,35 +31,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from nasflow.methods.base import MethodParamsBase, SearchMethod, register_method
-from nasflow.spaces.cell_space import CELL_TYPES
+from nasflow.methods.components import regularisers, weighting
+from nasflow.methods.components.dropout import (
+    adjust_alphas,
+    drop_probabilities,
+    sample_group_masks,
+)
 
-
-def drop_probabilities(r: float, group_size: int) -> float:
-    """Per-op drop probability p = r^(1/|g|) (DropNAS Sec. 4.1)."""
-    return float(r ** (1.0 / group_size)) if r > 0 else 0.0
-
-
-def sample_group_masks(rng: np.random.Generator, groups: np.ndarray, valid: np.ndarray,
-                       probs: dict[int, float]) -> np.ndarray:
-    """Keep mask (edges, K) for one cell type. ``groups[e, k]`` is the op's group id; every
-    non-empty group on every edge keeps at least one op (resampled until it does)."""
-    keep = np.ones_like(valid)
-    for g, p in probs.items():
-        members = valid & (groups == g)
-        if p <= 0 or not members.any():
-            continue
-        todo = np.ones(valid.shape[0], dtype=bool)
-        while todo.any():
-            draw = rng.random(valid.shape) >= p
-            rows = np.flatnonzero(todo)
-            keep[rows] = np.where(members[rows], draw[rows], keep[rows])
-            alive = (keep & members).any(axis=1) | ~members.any(axis=1)
-            todo = ~alive
-    return keep & valid
+__all__ = ["DropNAS", "drop_probabilities", "sample_group_masks"]
 
 
 @register_method
@@ -81,7 +63,7 @@ class DropNAS(SearchMethod):
         super().adapt_search_space(model, space, device, generator)
         self.rng = np.random.default_rng(self.search.seed + self.params.mask_seed_offset)
         self.groups = {}
-        for c in CELL_TYPES:
+        for c in self.cell_types:
             para = space.parametric(c)
             self.groups[c] = np.where(para, 0, 1) if self.params.grouping else np.zeros_like(para, dtype=int)
         self._last_masks: dict[str, np.ndarray] | None = None
@@ -124,7 +106,7 @@ class DropNAS(SearchMethod):
 
     def sample_active(self) -> dict[str, np.ndarray]:
         return {c: sample_group_masks(self.rng, self.groups[c], self.valid[c], self.group_probs(c))
-                for c in CELL_TYPES}
+                for c in self.cell_types}
 
     def op_weights(self, masks):
         """Softmax over the kept ops only (DropNAS Sec. 4.1)."""
@@ -132,8 +114,7 @@ class DropNAS(SearchMethod):
             return super().op_weights(None)
         kept = (self._kept_t if masks is self._last_masks and self._kept_t is not None
                 else {c: self._mask_t(m) for c, m in masks.items()})
-        return {c: F.softmax(a.masked_fill(~kept[c], -float("inf")), dim=-1)
-                for c, a in self.alphas.items()}
+        return {c: weighting.softmax(a, keep=kept[c]) for c, a in self.alphas.items()}
 
     def _mask_t(self, mask: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(mask)
@@ -187,35 +168,15 @@ class DropNAS(SearchMethod):
         s = self.search
         params = (self.kept_w_params(self._last_masks) if self.params.partial_decay
                   else list(self.model.parameters()))
-        w_term = torch.stack([p.pow(2).sum() for p in params]).sum() if params else 0.0
-        a_term = 0.0
-        for c, a in self.alphas.items():
-            m = (kept[c] if self.params.partial_decay else self._valid_t[c]).to(a.dtype)
-            a_term = a_term + (a * m).pow(2).sum()
-        return s.w_weight_decay * w_term + s.alpha_weight_decay * a_term
+        cells = list(self.alphas)
+        masks = [kept[c] if self.params.partial_decay else self._valid_t[c] for c in cells]
+        return regularisers.l2_decay(params, [self.alphas[c] for c in cells], masks,
+                                     s.w_weight_decay, s.alpha_weight_decay)
 
-    @torch.no_grad()
     def adjust_alphas(self, alphas_old: dict[str, torch.Tensor], kept: dict[str, torch.Tensor]):
-        """alpha-adjust (DropNAS Eq. 5-6), vectorised over edges; edges with nothing dropped
-        are left alone. Padded columns are neither kept nor dropped."""
-        neg_inf = -float("inf")
+        """alpha-adjust (DropNAS Eq. 5-6, :func:`~nasflow.methods.components.dropout.adjust_alphas`)."""
         for c, a in self.alphas.items():
-            valid = self._valid_t[c]
-            k_mask, d_mask = kept[c] & valid, ~kept[c] & valid
-            has_drop = d_mask.any(dim=1, keepdim=True)
-            lse_kept_new = a.masked_fill(~k_mask, neg_inf).logsumexp(dim=1, keepdim=True)
-            if self.params.alpha_adjust == "paper":
-                lse_kept_old = alphas_old[c].masked_fill(~k_mask, neg_inf).logsumexp(1, keepdim=True)
-                shift = lse_kept_old - lse_kept_new
-            else:
-                old = alphas_old[c]
-                # log(rho / (1 - rho)) = lse_kept_old - lse_drop_old
-                log_odds = (old.masked_fill(~k_mask, neg_inf).logsumexp(1, keepdim=True)
-                            - old.masked_fill(~d_mask, neg_inf).logsumexp(1, keepdim=True))
-                lse_drop_new = a.masked_fill(~d_mask, neg_inf).logsumexp(dim=1, keepdim=True)
-                shift = log_odds + lse_drop_new - lse_kept_new
-            shift = torch.where(has_drop, shift, torch.zeros_like(shift))
-            a.add_(torch.where(k_mask, shift, torch.zeros_like(a)))
+            adjust_alphas(a, alphas_old[c], kept[c], self._valid_t[c], self.params.alpha_adjust)
 
     # -- checkpointing: the mask RNG continues exactly after a resume ------------------------
     def extra_state(self) -> dict[str, Any]:

@@ -241,6 +241,22 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
+class Noise(nn.Module):
+    """RobustDARTS' ``noise`` op (S4; ``NoiseOp(stride, 0, 1)`` in ``src/operations.py``):
+    N(mean, std) samples of the shape of its input subsampled by ``x[:, :, ::s, ::s]``, drawn
+    from the global torch generator, independent of the input's values (no gradient reaches
+    the input)."""
+
+    def __init__(self, stride: int, mean: float = 0.0, std: float = 1.0):
+        super().__init__()
+        self.stride, self.mean, self.std = stride, mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return torch.empty_like(x, memory_format=_memory_format(x)).normal_(self.mean, self.std)
+
+
 class FactorizedReduce(SubsamplesPhases, nn.Module):
     """Halve the resolution with two offset stride-2 1x1 convs, concatenated (DARTS).
 
@@ -284,6 +300,7 @@ class OpSpec:
 
 OPS: dict[str, OpSpec] = {
     "none": OpSpec(lambda C, s, a: Zero(s), parametric=False),
+    "noise": OpSpec(lambda C, s, a: Noise(s), parametric=False),
     "avg_pool_3x3": OpSpec(
         lambda C, s, a: nn.AvgPool2d(3, stride=s, padding=1, count_include_pad=False),
         parametric=False, pooling=True,

@@ -16,7 +16,7 @@ from nasflow.errors import NasflowError
 from nasflow.genotype import Genotype
 from nasflow.io import load_checkpoint, save_checkpoint
 from nasflow.metrics import count_macs, count_parameters_m
-from nasflow.nets import build_network
+from nasflow.spaces import build_space
 from nasflow.train import distributed as dist
 from nasflow.train.checkpoint import CheckpointManager, fingerprint
 from nasflow.train.loop import EpochMeter, evaluate_model
@@ -34,12 +34,11 @@ from nasflow.train.runtime import (
 RETRAIN_SECTIONS = ("dataset", "retrain")
 
 
-def build_retrain_network(config: RunConfig, genotype: Genotype, device: torch.device):
+def build_retrain_network(config: RunConfig, genotype: Any, device: torch.device):
     info = dataset_info(config.dataset)
     r = config.retrain
-    model = build_network(r.network, genotype, C=r.init_channels, layers=r.layers,
-                          num_classes=info.num_classes, auxiliary=r.auxiliary,
-                          in_channels=info.in_channels)
+    model = build_space(config.space).build_network(genotype, r, num_classes=info.num_classes,
+                                                    in_channels=info.in_channels)
     model = prepare_model(model.to(device), config.runtime, device)
     maybe_compile(model, config.runtime)
     return info, model

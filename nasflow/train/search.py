@@ -12,7 +12,7 @@ import torch
 from nasflow.config import RunConfig, resolved
 from nasflow.data import dataset_info, load_dataset, make_loader, search_split
 from nasflow.methods import build_method
-from nasflow.spaces import SearchNetwork, build_cell_space
+from nasflow.spaces import build_space
 from nasflow.train import distributed as dist
 from nasflow.train.checkpoint import CheckpointManager, fingerprint
 from nasflow.train.loop import EpochMeter
@@ -33,11 +33,13 @@ SEARCH_SECTIONS = ("dataset", "space", "method", "search")
 def build_search(config: RunConfig, device: torch.device):
     """Supernet and method, alphas initialised from the search seed."""
     info = dataset_info(config.dataset)
-    space = build_cell_space(config.space)
+    space = build_space(config.space)
     s = config.search
-    model = SearchNetwork(space, s.init_channels, info.num_classes, s.layers, info.in_channels)
-    model = prepare_model(model.to(device), config.runtime, device)
     method = build_method(config.method, s)
+    method.bind_space(space)
+    model = space.build_supernet(C=s.init_channels, layers=s.layers, num_classes=info.num_classes,
+                                 in_channels=info.in_channels, **method.supernet_options())
+    model = prepare_model(model.to(device), config.runtime, device)
     gen = torch.Generator().manual_seed(s.seed)
     method.adapt_search_space(model, space, device, generator=gen)
     maybe_compile(model, config.runtime, method.compile_blocker())
@@ -160,8 +162,14 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
         "dataset": config.dataset.name,
         "method": config.method.name,
         "seed": s.seed,
+        # what the record was made for: consumers check it against their params before use
+        "space": space.name,
+        "space_params": config.space.model_dump(mode="json"),
+        "cell_types": list(space.cell_types),
+        "alpha_shape": [space.n_edges, space.width],
+        "supernet_size": {"layers": s.layers, "init_channels": s.init_channels},
         "genotype": genotype.model_dump(mode="json"),
-        "alphas": {c: a.tolist() for c, a in method.alpha_values().items()},
+        "alphas": {c: np.asarray(a).tolist() for c, a in method.arch_values().items()},
         "probabilities": {c: p.tolist() for c, p in method.probabilities().items()},
         "edge_ops": space.edge_ops,
         "epochs": s.epochs,
@@ -172,3 +180,54 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
         "supernet": "supernet.pt",
         "history": history,
     }
+
+
+def check_search_record(record: Any, space, source: str) -> dict[str, np.ndarray]:
+    """The architecture values of a search record, after checking that the record was made
+    for ``space`` (its name, op lists and alpha shapes) and holds finite numbers; one error
+    naming ``source`` and the mismatch otherwise."""
+    from nasflow.errors import NasflowError
+
+    if not isinstance(record, dict) or not isinstance(record.get("alphas"), dict):
+        raise NasflowError(f"{source}: alphas: missing (not a search.json?)")
+    made_for = record.get("space", "darts")  # records before the registry: the DARTS space
+    if made_for != space.name:
+        raise NasflowError(f"{source}: space: the record was made for space {made_for!r}, "
+                           f"params say space.name: {space.name}")
+    edge_ops = record.get("edge_ops")
+    arch: dict[str, np.ndarray] = {}
+    for cell in space.cell_types:
+        if isinstance(edge_ops, dict) and edge_ops.get(cell) != space.edge_ops[cell]:
+            theirs = edge_ops.get(cell)
+            n = len(theirs) if isinstance(theirs, list) else "no"
+            raise NasflowError(
+                f"{source}: edge_ops.{cell}: the record's op lists ({n} edges) differ from the "
+                f"space in params ({space.n_edges} edges, nodes={space.nodes}); derive with the "
+                "params the search used")
+        rows = record["alphas"].get(cell)
+        try:
+            values = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = np.empty(0)
+        if values.shape != (space.n_edges, space.width):
+            raise NasflowError(
+                f"{source}: alphas.{cell}: shape {list(values.shape)} but the space in params "
+                f"has {space.n_edges} edges x {space.width} ops (nodes={space.nodes})")
+        if not np.isfinite(values[space.valid(cell)]).all():
+            raise NasflowError(f"{source}: alphas.{cell}: holds NaN or infinite values "
+                               "(the search diverged)")
+        arch[cell] = values
+    for key, rows in record["alphas"].items():  # method-specific values (e.g. beta.<cell>)
+        if key not in arch:
+            arch[key] = np.asarray(rows, dtype=np.float64)
+    return arch
+
+
+def derive_from_record(config: RunConfig, record: Any, source: str):
+    """``nasflow derive``: the genotype the configured method reads off a search record (its
+    ``readout``, then the space's selection rule), without building the supernet."""
+    space = build_space(config.space)
+    method = build_method(config.method, config.search)
+    method.bind_space(space)
+    arch = check_search_record(record, space, source)
+    return method.genotype(config.derive, arch=arch)

@@ -1,4 +1,5 @@
-"""The DARTS weight-sharing supernet (Liu et al. 2019, Sec. 2.2, Eq. 2).
+"""The DARTS weight-sharing supernet (Liu et al. 2019, Sec. 2.2, Eq. 2), with PC-DARTS'
+partial channel connections (Xu et al. 2020, Sec. 3.1) as an option.
 
 The network holds only the operation weights ``w``; architecture parameters live in the
 search method, which passes per-step op weights and the set of ops to execute. Ops that are
@@ -10,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
-from nasflow.spaces.cell_space import CellSpace
+from nasflow.spaces.base import ActiveOps
 from nasflow.spaces.ops import (
     FactorizedReduce,
     LazyReLU,
@@ -25,45 +25,58 @@ from nasflow.spaces.ops import (
     set_switch,
 )
 
-# Per cell type: for each edge, the tuple of op columns to execute this step.
-ActiveOps = dict[str, list[tuple[int, ...]]]
-
-
-def active_from_mask(mask: np.ndarray, edge_ops: Sequence[Sequence[str]]) -> list[tuple[int, ...]]:
-    """Host-side (no device sync) list of executable op columns per edge."""
-    return [
-        tuple(int(k) for k in np.flatnonzero(row[: len(ops)]) if ops[k] != "none")
-        for row, ops in zip(mask, edge_ops, strict=True)
-    ]
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle (PC-DARTS ``channel_shuffle``): view the channels as
+    (groups, C / groups), transpose to (C / groups, groups), flatten."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class MixedOp(nn.Module):
-    """All candidate ops of one edge; ``forward`` sums ``w_k * op_k(x)`` over active ``k``."""
+    """All candidate ops of one edge; ``forward`` sums ``w_k * op_k(x)`` over active ``k``.
 
-    def __init__(self, C: int, stride: int, ops: Sequence[str]):
+    ``partial_channels = K > 1`` (PC-DARTS Eq. 2): only the first ``C / K`` channels go through
+    the ops (built with ``C / K`` channels); the other channels bypass them (a 2x2 max pool on a
+    strided edge), are concatenated after the mixed channels, and the result is channel-shuffled
+    with ``K`` groups."""
+
+    def __init__(self, C: int, stride: int, ops: Sequence[str], partial_channels: int = 1):
         super().__init__()
         self.stride = stride
+        self.k = partial_channels
+        if C % partial_channels:
+            raise ValueError(f"partial channels: C={C} is not divisible by K={partial_channels}")
+        C_op = C // partial_channels
         # 'none' gets a placeholder so column indices line up with the alpha columns.
         self.ops = nn.ModuleList(
-            nn.Identity() if name == "none" else build_op(name, C, stride, affine=False)
+            nn.Identity() if name == "none" else build_op(name, C_op, stride, affine=False)
             for name in ops
         )
+        self.bypass_pool = nn.MaxPool2d(2, 2) if partial_channels > 1 and stride > 1 else None
         self.relu_cols = frozenset(k for k, op in enumerate(self.ops)
                                    if getattr(op, "opens_with_relu", False))
 
     def wants_relu(self, active: tuple[int, ...]) -> bool:
-        """Whether an op that opens with a ReLU runs this step (host-side, no sync)."""
-        return not self.relu_cols.isdisjoint(active)
+        """Whether an op that opens with a ReLU runs this step on the whole input (host-side, no
+        sync); partial-channel ops read a channel slice and apply their own ReLU."""
+        return self.k == 1 and not self.relu_cols.isdisjoint(active)
 
     def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor], active: tuple[int, ...],
                 relu_x: torch.Tensor | None = None, into: torch.Tensor | None = None,
-                fused: bool = False):
+                fused: bool = False, edge_weight: torch.Tensor | None = None):
         """``relu_x``: ``relu(x)`` computed once by the cell for every op reading ``x``.
 
         ``fused`` (``runtime.fused_mixing``): add each ``w_k * op_k(x)`` in place to the running
         sum, starting from ``into`` (the node's sum over its earlier edges), one multiply-add
         per op. Autograd allows it: no backward needs the running sum itself, only the op
-        outputs and weights, which it keeps."""
+        outputs and weights, which it keeps.
+
+        ``edge_weight`` (PC-DARTS edge normalisation): a scalar multiplying the whole edge
+        output (with partial channels, the bypassed channels too)."""
+        if self.k > 1:
+            return self._partial(x, weights, active, into, fused, edge_weight)
+        if edge_weight is not None:
+            weights = [w * edge_weight for w in weights]
         out = into
         for k in active:
             y = run_op(self.ops[k], x, relu_x)
@@ -75,14 +88,32 @@ class MixedOp(nn.Module):
                 out = out + weights[k] * y
         return out  # None: every executed op was 'none' or dropped (the edge is zero)
 
+    def _partial(self, x, weights, active, into, fused, edge_weight=None):
+        c = x.shape[1] // self.k
+        part, rest = x[:, :c], x[:, c:]
+        mixed = None
+        for k in active:
+            y = self.ops[k](part)
+            mixed = weights[k] * y if mixed is None else mixed + weights[k] * y
+        if self.bypass_pool is not None:
+            rest = self.bypass_pool(rest)
+        if mixed is None:  # every executed op was 'none' or dropped: zero mixed channels
+            mixed = rest.new_zeros(rest.shape[0], c, *rest.shape[2:])
+        out = channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
+        if edge_weight is not None:
+            out = out * edge_weight
+        if into is None:
+            return out
+        return into.add_(out) if fused else into + out
+
 
 class SearchCell(SharesReLU, nn.Module):
     #: ``runtime.fused_mixing``: each node's sum over its edges and ops is one chain of in-place
     #: multiply-adds (one tensor written per op) instead of a product and a sum per op.
     fused_mixing: bool = False
 
-    def __init__(self, space: CellSpace, C_pp: int, C_p: int, C: int, reduction: bool,
-                 reduction_prev: bool):
+    def __init__(self, space, C_pp: int, C_p: int, C: int, reduction: bool,
+                 reduction_prev: bool, partial_channels: int = 1):
         super().__init__()
         self.reduction = reduction
         self.cell_type = "reduce" if reduction else "normal"
@@ -94,12 +125,14 @@ class SearchCell(SharesReLU, nn.Module):
         inputs = space.edge_inputs()
         for e, ops in enumerate(space.edge_ops[self.cell_type]):
             stride = 2 if reduction and inputs[e] < 2 else 1
-            self.edges.append(MixedOp(C, stride, ops))
+            self.edges.append(MixedOp(C, stride, ops, partial_channels))
 
     def forward(self, s0, s1, weights: Sequence[Sequence[torch.Tensor]],
                 active: list[tuple[int, ...]], r0: torch.Tensor | None = None,
-                r1: torch.Tensor | None = None):
-        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` when the network shares them."""
+                r1: torch.Tensor | None = None,
+                edge_weights: Sequence[torch.Tensor] | None = None):
+        """``r0``/``r1``: ``relu(s0)``/``relu(s1)`` when the network shares them;
+        ``edge_weights``: one scalar per edge (PC-DARTS edge normalisation), or None."""
         states = [run_op(self.preprocess0, s0, r0), run_op(self.preprocess1, s1, r1)]
         relus = LazyReLU(states, self.share_relu)
         e = 0
@@ -108,10 +141,12 @@ class SearchCell(SharesReLU, nn.Module):
             for i, h in enumerate(states):
                 edge = self.edges[e]
                 relu_h = relus.get(i) if edge.wants_relu(active[e]) else None
+                ew = None if edge_weights is None else edge_weights[e]
                 if self.fused_mixing:
-                    total = edge(h, weights[e], active[e], relu_h, into=total, fused=True)
+                    total = edge(h, weights[e], active[e], relu_h, into=total, fused=True,
+                                 edge_weight=ew)
                 else:
-                    y = edge(h, weights[e], active[e], relu_h)
+                    y = edge(h, weights[e], active[e], relu_h, edge_weight=ew)
                     if y is not None:
                         total = y if total is None else total + y
                 e += 1
@@ -131,8 +166,8 @@ class SearchNetwork(SharesReLU, nn.Module):
     preprocessing) is computed once and shared: identical values, gradients equal up to the
     order of summation, and fewer activations kept for backward."""
 
-    def __init__(self, space: CellSpace, C: int, num_classes: int, layers: int,
-                 in_channels: int = 3):
+    def __init__(self, space, C: int, num_classes: int, layers: int, in_channels: int = 3,
+                 partial_channels: int = 1):
         super().__init__()
         self.space = space
         C_curr = space.stem_multiplier * C
@@ -147,7 +182,8 @@ class SearchNetwork(SharesReLU, nn.Module):
             reduction = i in self.reduction_layers
             if reduction:
                 C_curr *= 2
-            cell = SearchCell(space, C_pp, C_p, C_curr, reduction, reduction_prev)
+            cell = SearchCell(space, C_pp, C_p, C_curr, reduction, reduction_prev,
+                              partial_channels)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, space.nodes * C_curr
@@ -155,16 +191,21 @@ class SearchNetwork(SharesReLU, nn.Module):
         self.classifier = nn.Linear(C_p, num_classes)
 
     def forward(self, x: torch.Tensor, weights: dict[str, torch.Tensor], active: ActiveOps,
-                return_features: bool = False):
-        """``weights[cell]`` is the (edges, K) op-weight matrix of that cell type."""
+                return_features: bool = False,
+                edge_weights: dict[str, torch.Tensor] | None = None):
+        """``weights[cell]`` is the (edges, K) op-weight matrix of that cell type;
+        ``edge_weights[cell]`` an optional (edges,) vector scaling each edge's output."""
         # Unbind once per step, not once per cell: cells of a type share their op weights.
         rows = {c: [row.unbind(0) for row in w.unbind(0)] for c, w in weights.items()}
+        edge_rows = ({c: w.unbind(0) for c, w in edge_weights.items()}
+                     if edge_weights is not None else None)
         s0 = s1 = self.stem(x)
         r0 = r1 = torch.relu(s1) if self.share_relu else None
         features = []
         last = len(self.cells) - 1
         for i, cell in enumerate(self.cells):
-            out = cell(s0, s1, rows[cell.cell_type], active[cell.cell_type], r0, r1)
+            out = cell(s0, s1, rows[cell.cell_type], active[cell.cell_type], r0, r1,
+                       None if edge_rows is None else edge_rows[cell.cell_type])
             s0, s1, r0 = s1, out, r1
             r1 = torch.relu(out) if self.share_relu and i < last else None
             if return_features:
