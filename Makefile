@@ -23,6 +23,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check nasflow tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/snakemake --lint
 
 bench-cpu: setup

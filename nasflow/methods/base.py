@@ -63,10 +63,12 @@ class SearchMethod:
     #: bilevel methods need a held-out batch for alpha (``train_portion`` split)
     bilevel: ClassVar[bool] = True
 
+    model: nn.Module  # the supernet, set by ``adapt_search_space``
+    space: SearchSpace
+
     def __init__(self, params: MethodParamsBase, search: SearchParams):
         self.params = params
         self.search = search
-        self.model: nn.Module | None = None
         self.alphas: dict[str, nn.Parameter] = {}
         self.epoch = 0
         self._grad_sum: dict[str, torch.Tensor] = {}
@@ -238,7 +240,7 @@ class SearchMethod:
     def genotype(self, derive: DeriveParams | None = None,
                  arch: dict[str, np.ndarray] | None = None) -> Any:
         """The space's genotype read off ``arch`` (default: the current values)."""
-        derive = derive or DeriveParams()
+        derive = derive or DeriveParams.model_validate({})
         return self.space.derive(self.readout(self.arch_values() if arch is None else arch, derive),
                                  derive)
 

@@ -24,6 +24,8 @@ class BetaDARTS(DARTS):
         lambda_start: float = Field(0.0, ge=0)
         lambda_end: float = Field(50.0, ge=0)
 
+    params: Params
+
     def beta_weight(self) -> float:
         t = self.epoch / max(1, self.search.epochs - 1)
         return self.params.lambda_start + t * (self.params.lambda_end - self.params.lambda_start)

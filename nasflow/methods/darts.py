@@ -41,6 +41,8 @@ class DARTS(SearchMethod):
                 raise ValueError("order 2 (unrolled) needs bilevel optimisation: set one_level: false")
             return self
 
+    params: Params
+
     def __init__(self, params, search):
         super().__init__(params, search)
         self.bilevel = not params.one_level
@@ -135,7 +137,7 @@ class DARTS(SearchMethod):
 
     def hessian_vector_product(self, v, x, y) -> list[torch.Tensor]:
         """(d^2 L_train / d alpha d w) v by central differences at the current w (Eq. 8)."""
-        params = list(self.model.parameters())
+        params: list[torch.Tensor] = list(self.model.parameters())
         eps = self.params.unrolled_eps / torch.cat([t.reshape(-1) for t in v]).norm()
         alphas = self.arch_parameters()
 

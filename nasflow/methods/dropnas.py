@@ -59,6 +59,9 @@ class DropNAS(SearchMethod):
         warmup_epochs: int = Field(0, ge=0, description="epochs without dropout (code option)")
         mask_seed_offset: int = Field(7919, ge=0, description="mask RNG = seed + offset")
 
+    params: Params
+    _last_masks: dict[str, np.ndarray]
+
     def adapt_search_space(self, model, space, device, generator=None):
         super().adapt_search_space(model, space, device, generator)
         self.rng = np.random.default_rng(self.search.seed + self.params.mask_seed_offset)
@@ -66,7 +69,7 @@ class DropNAS(SearchMethod):
         for c in self.cell_types:
             para = space.parametric(c)
             self.groups[c] = np.where(para, 0, 1) if self.params.grouping else np.zeros_like(para, dtype=int)
-        self._last_masks: dict[str, np.ndarray] | None = None
+        self._last_masks = {}
         self._kept_t: dict[str, torch.Tensor] | None = None
         # Which op each w belongs to: (cell type, edge, column), or None if always executed.
         self._param_owner: list[tuple[torch.Tensor, tuple[str, int, int] | None]] = []

@@ -43,7 +43,7 @@ def active_from_mask(mask: np.ndarray, edge_ops: Sequence[Sequence[str]]) -> lis
     """Host-side (no device sync) list of executable op columns per edge (``none`` never runs:
     it contributes exactly zero, so skipping it changes neither values nor gradients)."""
     return [
-        tuple(int(k) for k in np.flatnonzero(row[: len(ops)]) if ops[k] != "none")
+        tuple(k for k in map(int, np.flatnonzero(row[: len(ops)])) if ops[k] != "none")
         for row, ops in zip(mask, edge_ops, strict=True)
     ]
 

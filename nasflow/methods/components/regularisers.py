@@ -19,7 +19,7 @@ def l2_decay(weights: Sequence[torch.Tensor], alphas: Sequence[torch.Tensor],
     """DropNAS partial decay (Sec. 4.2): ``lambda_w * sum ||w||^2 + lambda_a * sum ||m * a||^2``
     over the given (kept) weights and the masked alphas."""
     w_term = torch.stack([p.pow(2).sum() for p in weights]).sum() if weights else 0.0
-    a_term = 0.0
+    a_term: torch.Tensor | float = 0.0
     for a, m in zip(alphas, alpha_masks, strict=True):
         a_term = a_term + (a * m.to(a.dtype)).pow(2).sum()
     return lambda_w * w_term + lambda_a * a_term  # type: ignore[return-value]
@@ -40,7 +40,7 @@ def zero_one_loss(alphas: Iterable[torch.Tensor], valid: Iterable[torch.Tensor] 
 
 def dirichlet_kl(alphas: Iterable[torch.Tensor]) -> torch.Tensor:
     """DrNAS' ``_get_kl_reg``: ``sum KL(Dir(ELU(alpha) + 1) || Dir(1))`` over edges."""
-    total = 0.0
+    total: torch.Tensor | float = 0.0
     for a in alphas:
         conc = F.elu(a) + 1
         q = torch.distributions.Dirichlet(conc)

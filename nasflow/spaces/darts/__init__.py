@@ -147,7 +147,8 @@ class DartsSpace(DartsLikeSpace):
     def __init__(self, params: DartsSpaceParams):
         n_edges = sum(2 + i for i in range(params.nodes))
         if params.edge_ops:
-            edge_ops = {c: [list(e) for e in params.edge_ops.get(c, [])] for c in CELL_TYPES}
+            given = {str(c): lists for c, lists in params.edge_ops.items()}
+            edge_ops = {c: [list(e) for e in given.get(c, [])] for c in CELL_TYPES}
             for cell in CELL_TYPES:  # a cell type not given takes the other's lists
                 if not edge_ops[cell]:
                     other = "reduce" if cell == "normal" else "normal"

@@ -139,7 +139,7 @@ class SearchCell(SharesReLU, nn.Module):
         for _ in range(self.nodes):
             total = None
             for i, h in enumerate(states):
-                edge = self.edges[e]
+                edge: MixedOp = self.edges[e]  # type: ignore[assignment]
                 relu_h = relus.get(i) if edge.wants_relu(active[e]) else None
                 ew = None if edge_weights is None else edge_weights[e]
                 if self.fused_mixing:
@@ -203,7 +203,8 @@ class SearchNetwork(SharesReLU, nn.Module):
         r0 = r1 = torch.relu(s1) if self.share_relu else None
         features = []
         last = len(self.cells) - 1
-        for i, cell in enumerate(self.cells):
+        cell: SearchCell
+        for i, cell in enumerate(self.cells):  # type: ignore[assignment]
             out = cell(s0, s1, rows[cell.cell_type], active[cell.cell_type], r0, r1,
                        None if edge_rows is None else edge_rows[cell.cell_type])
             s0, s1, r0 = s1, out, r1
