@@ -9,7 +9,8 @@
 #
 # Rules only call the `nasflow` CLI (and `python -m nasflow.pipeline` for records and tables);
 # no training logic lives here. Stages: track_parent -> search -> derive -> retrain ->
-# evaluate -> collect -> aggregate -> table; dvc.yaml declares the same stages.
+# evaluate -> collect -> aggregate -> table, declared once in nasflow/pipeline/stages.py
+# (paths, inputs, outputs, shell commands); dvc.yaml is generated from the same declaration.
 # How profiles map to paths: see workflow/config.yaml.
 
 from snakemake.utils import min_version, validate
@@ -46,6 +47,7 @@ localrules:
     matrix,
     tables,
     schemas,
+    dvc_yaml,
     track_parent,
     derive,
     collect,

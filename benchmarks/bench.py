@@ -35,39 +35,44 @@ sys.path.insert(0, str(ROOT))
 # machine's memory or minutes (recorded in the output).
 SUITES = {
     "cpu": [
-        ("search", dict(method="darts", order=1, layers=5, C=8, batch=16, label="small")),
-        ("search", dict(method="dropnas", layers=5, C=8, batch=16, label="small")),
-        ("search", dict(method="darts", order=1, layers=8, C=16, batch=64, label="paper")),
-        ("search", dict(method="darts", order=1, layers=8, C=16, batch=32, label="paper cells, batch 32")),
-        ("search", dict(method="darts", order=2, layers=8, C=16, batch=16, label="paper cells, batch 16")),
-        ("search", dict(method="dropnas", layers=14, C=16, batch=32, label="paper cells, batch 32")),
-        ("retrain", dict(layers=20, C=36, batch=96, label="paper")),
-        ("retrain", dict(layers=20, C=36, batch=192, label="paper")),
-        ("data", dict(dataset="fashion_mnist", batch=96, label="real data, augment on")),
-        ("data", dict(dataset="cifar_shape", batch=96, label="32x32x3 uint8, augment on")),
+        ("search", {"method": "darts", "order": 1, "layers": 5, "C": 8, "batch": 16, "label": "small"}),
+        ("search", {"method": "dropnas", "layers": 5, "C": 8, "batch": 16, "label": "small"}),
+        ("search", {"method": "darts", "order": 1, "layers": 8, "C": 16, "batch": 64, "label": "paper"}),
+        ("search", {"method": "darts", "order": 1, "layers": 8, "C": 16, "batch": 32,
+                    "label": "paper cells, batch 32"}),
+        ("search", {"method": "darts", "order": 2, "layers": 8, "C": 16, "batch": 16,
+                    "label": "paper cells, batch 16"}),
+        ("search", {"method": "dropnas", "layers": 14, "C": 16, "batch": 32,
+                    "label": "paper cells, batch 32"}),
+        ("retrain", {"layers": 20, "C": 36, "batch": 96, "label": "paper"}),
+        ("retrain", {"layers": 20, "C": 36, "batch": 192, "label": "paper"}),
+        ("data", {"dataset": "fashion_mnist", "batch": 96, "label": "real data, augment on"}),
+        ("data", {"dataset": "cifar_shape", "batch": 96, "label": "32x32x3 uint8, augment on"}),
     ],
     # a seconds-long run of every kind of case: the test suite checks the script with it
     "tiny": [
-        ("search", dict(method="darts", order=1, layers=3, C=4, batch=8, label="tiny")),
-        ("search", dict(method="dropnas", layers=3, C=4, batch=8, label="tiny")),
-        ("retrain", dict(layers=3, C=8, batch=8, label="tiny")),
-        ("data", dict(dataset="digits", batch=32, label="real data, augment on")),
+        ("search", {"method": "darts", "order": 1, "layers": 3, "C": 4, "batch": 8, "label": "tiny"}),
+        ("search", {"method": "dropnas", "layers": 3, "C": 4, "batch": 8, "label": "tiny"}),
+        ("retrain", {"layers": 3, "C": 8, "batch": 8, "label": "tiny"}),
+        ("data", {"dataset": "digits", "batch": 32, "label": "real data, augment on"}),
     ],
     "gpu": [
-        ("search", dict(method="darts", order=1, layers=8, C=16, batch=64, label="paper")),
-        ("search", dict(method="darts", order=2, layers=8, C=16, batch=64, label="paper")),
-        ("search", dict(method="dropnas", layers=14, C=16, batch=96, label="paper")),
-        ("search", dict(method="dropnas", layers=5, C=8, batch=16, label="small")),
-        ("retrain", dict(layers=20, C=36, batch=96, label="paper")),
-        ("retrain", dict(layers=20, C=36, batch=192, label="paper")),
-        ("data", dict(dataset="cifar_shape", batch=96, label="32x32x3 uint8, augment on")),
+        ("search", {"method": "darts", "order": 1, "layers": 8, "C": 16, "batch": 64, "label": "paper"}),
+        ("search", {"method": "darts", "order": 2, "layers": 8, "C": 16, "batch": 64, "label": "paper"}),
+        ("search", {"method": "dropnas", "layers": 14, "C": 16, "batch": 96, "label": "paper"}),
+        ("search", {"method": "dropnas", "layers": 5, "C": 8, "batch": 16, "label": "small"}),
+        ("retrain", {"layers": 20, "C": 36, "batch": 96, "label": "paper"}),
+        ("retrain", {"layers": 20, "C": 36, "batch": 192, "label": "paper"}),
+        ("data", {"dataset": "cifar_shape", "batch": 96, "label": "32x32x3 uint8, augment on"}),
     ],
 }
 
-PLAIN = dict(channels_last=False, amp="off", compile=False, device_data=False, dilated_conv="native",
-             share_relu=False, phase_subsample=False, fused_mixing=False, malloc_tuning=False)
-_DEFAULTS = dict(channels_last=True, amp="off", compile=False, device_data=True, dilated_conv="auto",
-                 share_relu=True, phase_subsample=True, fused_mixing=True, malloc_tuning=True)
+PLAIN = {"channels_last": False, "amp": "off", "compile": False, "device_data": False,
+         "dilated_conv": "native", "share_relu": False, "phase_subsample": False, "fused_mixing": False,
+         "malloc_tuning": False}
+_DEFAULTS = {"channels_last": True, "amp": "off", "compile": False, "device_data": True,
+             "dilated_conv": "auto", "share_relu": True, "phase_subsample": True, "fused_mixing": True,
+             "malloc_tuning": True}
 FAST = {"cpu": dict(_DEFAULTS), "tiny": dict(_DEFAULTS), "gpu": dict(_DEFAULTS, amp="bf16")}
 
 
@@ -256,7 +261,7 @@ def _data_case(cfg, runtime, device, warmup, steps) -> dict:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(n_batches - 5):
-        x, _ = next(it)
+        _x, _ = next(it)
     if device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0

@@ -17,22 +17,27 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from nasflow.config import RunConfig  # noqa: E402
-from nasflow.data import load_dataset, make_loader  # noqa: E402
-from nasflow.io import load_checkpoint  # noqa: E402
-from nasflow.train.runtime import select_device  # noqa: E402
-from nasflow.train.search import build_search  # noqa: E402
+from nasflow.config import RunConfig
+from nasflow.data import load_dataset, make_loader
+from nasflow.io import load_weights
+from nasflow.loaders import MADE_FOR, check_tensor_shapes, made_for
+from nasflow.train.runtime import select_device
+from nasflow.train.search import build_search
 
 
 def load_trained_supernet(config: RunConfig, search_dir: Path):
     device = select_device(config.runtime)
     _, space, model, method = build_search(config, device)
-    state = load_checkpoint(search_dir / "supernet.pt", map_location=device)
+    path = search_dir / "supernet.pt"
+    state = load_weights(path, model, key="model", expected=made_for(config, MADE_FOR["search"]),
+                         hint="search.layers / search.init_channels", map_location=device)
+    check_tensor_shapes(state.get("alphas"), {c: tuple(a.shape) for c, a in method.alphas.items()},
+                        path, "alphas")
     model.load_state_dict(state["model"])
     with torch.no_grad():
         for c, a in state["alphas"].items():

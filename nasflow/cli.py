@@ -13,12 +13,15 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 from nasflow.errors import NasflowError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+MESSAGE_LIMIT = 1000
 
 
 def _add_params(p: argparse.ArgumentParser) -> None:
@@ -82,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params(p)
     p.add_argument("--search", type=Path, required=True, help="search output folder")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--images", type=int, default=1000, help="images for the feature/accuracy studies")
+    p.add_argument("--images", type=_count, default=1000, help="images for the feature/accuracy studies")
     _add_tracking(p)
 
     p = sub.add_parser("track-parent", help="open the MLflow parent run of one result",
@@ -98,38 +101,174 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="write the JSON schema of a run config",
                        description="JSON schema generated from the pydantic params models.")
     p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("lookup", help="NAS-Bench-201 accuracies of a cell (offline)",
+                       description="Read the 200-epoch test (and validation) accuracy of an "
+                                   "NB201 cell on cifar10, cifar100 and ImageNet16-120, mean "
+                                   "over the benchmark's seeds, from a NAS-Bench-201 (v1_0 / "
+                                   "v1_1) or NATS-Bench topology file you supply. Nothing is "
+                                   "downloaded.")
+    p.add_argument("--genotype", required=True,
+                   help="an NB201 cell string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|, a published "
+                        "name (NB201_RESNET, ...), or a genotype / search / result JSON")
+    p.add_argument("--benchmark", type=Path, required=True,
+                   help="NAS-Bench-201-v1_*.pth, NATS-tss-*.pickle.pbz2 or its archive folder")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="load a file that the safe loaders refuse with plain pickle (runs "
+                        "whatever code the file names: only for files from a trusted source)")
+    _add_debug(parser, sub)
     return parser
 
 
+def _count(text: str) -> int:
+    """A positive integer argument (argparse reports the error in one line, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"must be in 1..10000000, not {value}")
+    return value
+
+
+def _add_debug(parser: argparse.ArgumentParser, sub) -> None:
+    """``--debug`` before or after the verb: show the traceback of an error."""
+    text = "on an error, also print the traceback (also: NASFLOW_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=text)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=text)
+
+
 # ---- helpers -------------------------------------------------------------------------------
+#: what each verb writes at --out (checked before any work)
+OUT_KINDS = {"search": "folder", "retrain": "folder", "analyze": "folder", "derive": "file",
+             "evaluate": "file", "track-parent": "file", "schema": "file", "lookup": "file"}
+#: arguments naming input files or folders (an output may not replace one)
+INPUT_ARGS = ("params", "search", "genotype", "weights", "parent_run_id", "benchmark")
+
+
 def _config(args):
+    """Check every output path (and the parent-run file), then load the params: all before
+    any work, so that nothing is trained for an output that cannot be written."""
     from nasflow.config import load_config
 
-    out = getattr(args, "out", None)
-    if out is not None:
-        if not out.is_absolute() and ".." in out.parts:
-            raise NasflowError(f"--out {out}: escapes the project folder ('..' is not allowed)")
-        _check_writable(out)
+    _check_outputs(args)
+    if getattr(args, "parent_run_id", None):
+        _parent_id(args.parent_run_id)
     return load_config(args.params, args.overrides)
 
 
-def _check_writable(out: Path) -> None:
-    """Fail before any work if ``out`` could not be written (nothing is created here)."""
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NasflowError(f"--out {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise NasflowError(f"--out {out}: output folder {parent} is not writable")
+def _check_outputs(args) -> None:
+    out = getattr(args, "out", None)
+    if out is not None:
+        kind = OUT_KINDS.get(getattr(args, "command", ""))
+        if not out.is_absolute() and ".." in out.parts:
+            raise NasflowError(f"--out {_clip(out)}: escapes the project folder ('..' is not allowed)")
+        _check_writable(out, kind)
+        if kind == "folder":
+            _check_not_around_inputs(args, out)
+        _check_not_an_input(args, out)
+    if getattr(args, "checkpoint_dir", _MISSING) is not _MISSING and out is not None:
+        ckpt = _checkpoint_dir(args)
+        _check_writable(ckpt, "folder", "--checkpoint-dir")
+        if OUT_KINDS.get(args.command) == "folder" and _inside(ckpt, out):
+            raise NasflowError(f"--checkpoint-dir {_clip(ckpt)}: is inside --out {_clip(out)}, which "
+                               "is replaced at the end of the run: put checkpoints elsewhere")
+
+
+_MISSING = object()
+
+
+def _clip(value, limit: int = 120) -> str:
+    from nasflow.loaders import clip
+
+    return clip(value, limit)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _inputs(args) -> list[tuple[str, Path]]:
+    out = []
+    for name in INPUT_ARGS:
+        value = getattr(args, name, None)
+        for v in value if isinstance(value, list) else [value]:
+            if v and os.path.exists(str(v)):
+                out.append((f"--{name.replace('_', '-')}", Path(v)))
+    return out
+
+
+def _check_not_an_input(args, out: Path) -> None:
+    for flag, path in _inputs(args):
+        try:
+            same = out.exists() and os.path.samefile(out, path)
+        except OSError:
+            same = False
+        if same:
+            raise NasflowError(f"--out {_clip(out)}: is also the input {flag}; writing it would "
+                               "destroy the input: choose another --out")
+
+
+def _check_not_around_inputs(args, out: Path) -> None:
+    """A folder output is replaced whole: it must not hold an input, nor the working folder."""
+    cwd = Path.cwd().resolve()
+    target = out.resolve()
+    if out.name in ("", ".", "..") or target == cwd or target in cwd.parents:
+        raise NasflowError(f"--out {_clip(out)}: would replace the current folder (or one above "
+                           "it): name a new output folder")
+    if not out.exists():
+        return
+    for flag, path in _inputs(args):
+        if _inside(path, out):
+            raise NasflowError(f"--out {_clip(out)}: holds the input {flag} {_clip(path)}, and the "
+                               "output folder is replaced whole: choose another --out")
+
+
+def _check_writable(out: Path, kind: str | None = None, flag: str = "--out") -> None:
+    """Fail before any work if ``out`` could not be written (nothing is created here): a file
+    output that is an existing folder, a folder output that is an existing file, a path under
+    a file, or an unwritable folder."""
+    try:
+        exists = out.exists()
+        if exists and kind == "file" and out.is_dir():
+            raise NasflowError(f"{flag} {_clip(out)}: is a folder, but a file is written there "
+                               "(remove it, or name a file)")
+        if exists and kind == "folder" and not out.is_dir():
+            raise NasflowError(f"{flag} {_clip(out)}: is a file, but a folder is written there "
+                               "(remove it, or name a new folder)")
+        if exists and kind == "folder" and flag == "--checkpoint-dir" \
+                and not os.access(out, os.W_OK | os.X_OK):
+            raise NasflowError(f"{flag} {_clip(out)}: folder is not writable")
+        parent = out.absolute().parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise NasflowError(f"{flag} {_clip(out)}: {_clip(parent)} is a file, not a folder")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise NasflowError(f"{flag} {_clip(out)}: output folder {_clip(parent)} is not writable")
+    except OSError as exc:  # a name too long, a symlink loop, ...
+        raise NasflowError(f"{flag} {_clip(out)}: cannot be used ({exc.strerror or exc})") from None
 
 
 def _parent_id(value: str | None) -> str | None:
-    if value and value.endswith(".json"):
-        from nasflow.io import read_json
+    """A run id, or the run id in a JSON file written by ``nasflow track-parent``."""
+    if not value:
+        return None
+    if value.endswith(".json") or os.sep in value or os.path.exists(value):
+        from nasflow.loaders import load_parent_run
 
-        return read_json(value).get("run_id")
-    return value or None
+        return load_parent_run(value)
+    if not all(c.isalnum() or c in "-_" for c in value) or len(value) > 64:
+        raise NasflowError(f"--parent-run-id {_clip(value, 80)}: not an MLflow run id (32 hex "
+                           "digits) nor a JSON file written by `nasflow track-parent`")
+    return value
 
 
 def _checkpoint_dir(args) -> Path:
@@ -143,23 +282,67 @@ def _checkpoint_dir(args) -> Path:
 
 @contextlib.contextmanager
 def _atomic_dir(out: Path) -> Iterator[Path]:
-    """Build a folder beside ``out`` and swap it in at the end: no half-written outputs."""
-    from nasflow.io import atomic_path
+    """Build a folder beside ``out`` and swap it in at the end: no half-written outputs.
 
-    with atomic_path(out.parent / f".{out.name}.probe"):
-        pass  # creates and checks the parent folder; raises a clear error if unwritable
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    Nothing is left beside ``out`` afterwards: not on success, not on an error (folders this
+    created above ``out`` are removed again when empty), and the temporary folders of killed
+    runs (``.<out>.<host>-<pid>.*.tmp``) are removed by the next run."""
+    from nasflow.io import make_parent, remove_empty, remove_stale_temps, temp_prefix
+
+    if out.exists() and not out.is_dir():
+        raise NasflowError(f"--out {_clip(out)}: is a file, but a folder is written there")
+    created = make_parent(out)
+    remove_stale_temps(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        remove_empty(created)
+        raise NasflowError(f"--out {_clip(out)}: cannot write beside it ({exc.strerror})") from None
+    done = False
     try:
         yield tmp
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        old = None
+        if out.exists():  # move the old output aside, swap the new one in, then delete the old
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".tmp", dir=out.parent))
+            os.replace(out, old / "old")
         os.replace(tmp, out)
+        done = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            remove_empty(created)
+
+
+def _missing_folders(path: Path | None) -> list[Path]:
+    """``path`` and the folders above it that do not exist yet (deepest first)."""
+    out: list[Path] = []
+    if path is None:
+        return out
+    p = path.absolute()
+    try:
+        while not p.exists() and p != p.parent:
+            out.append(p)
+            p = p.parent
+    except OSError:
+        return []
+    return out
+
+
+def _remove_new_checkpoints(folders: list[Path]) -> None:
+    """After a run that failed on its input: remove the checkpoint folder it created (and the
+    folders above it it created, where empty). A folder that existed before is kept."""
+    if not folders:
+        return
+    shutil.rmtree(folders[0], ignore_errors=True)
+    for folder in folders[1:]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -281,7 +464,8 @@ def cmd_retrain(args) -> None:
     _say(f"retrain on {config.dataset.name}: outputs -> {args.out}, checkpoints -> {ckpt}")
     with _tracker(config, "retrain", args, f"retrain:{args.out}") as tracker:
         if not _is_main_rank():
-            run_retrain(config, genotype, Path(tempfile.mkdtemp()), ckpt, None)
+            with tempfile.TemporaryDirectory() as scratch:  # rank > 0 writes nothing kept
+                run_retrain(config, genotype, Path(scratch), ckpt, None)
             return
         with _atomic_dir(args.out) as tmp:
             record = run_retrain(config, genotype, tmp, ckpt, tracker)
@@ -302,13 +486,14 @@ def cmd_retrain(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from nasflow.config import resolved
-    from nasflow.io import read_json, write_json
+    from nasflow.io import write_json
+    from nasflow.loaders import load_retrain_record
     from nasflow.train.retrain import run_evaluate
 
     config = _config(args)
     genotype = _genotype_for(config, args.genotype)
     retrain_json = args.weights.parent / "retrain.json"
-    retrain_record = read_json(retrain_json) if retrain_json.exists() else None
+    retrain_record = load_retrain_record(retrain_json) if retrain_json.is_file() else None
     with _tracker(config, "evaluate", args, f"evaluate:{args.out}") as tracker:
         result = run_evaluate(config, genotype, args.weights, retrain_record)
         result["genotype"] = genotype.model_dump(mode="json")
@@ -324,7 +509,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_analyze(args) -> None:
     from nasflow.io import read_json
-
+    from nasflow.loaders import MADE_FOR, made_for
     from nasflow.spaces import build_space
     from nasflow.train.search import check_search_record
 
@@ -334,7 +519,8 @@ def cmd_analyze(args) -> None:
         raise NasflowError(f"analyze: the DropNAS analyses read the DARTS cell (normal cell, "
                            f"edge E(0,2)); space.name: {space.name} is not a DARTS-macro space")
     record = read_json(args.search / "search.json")
-    check_search_record(record, space, str(args.search / "search.json"))
+    check_search_record(record, space, str(args.search / "search.json"),
+                        made_for(config, MADE_FOR["search"]))
     title = f"{config.method.name} on {config.dataset.name}"
     with _tracker(config, "analyze", args, f"analyze:{args.out}") as tracker:
         _analyze_into(config, args, record, title, tracker)
@@ -399,30 +585,94 @@ def cmd_schema(args) -> None:
     write_json(args.out, json_schema())
 
 
+def cmd_lookup(args) -> None:
+    import json
+
+    from nasflow.spaces.nb201.benchmark import Nb201Benchmark, format_record, resolve_cell
+
+    _check_outputs(args)
+    if args.out is not None and args.out.exists() and args.benchmark.exists() \
+            and os.path.samefile(args.out, args.benchmark):
+        raise NasflowError(f"--out {args.out}: is the --benchmark file; choose another --out")
+    genotype = resolve_cell(args.genotype)
+    bench = Nb201Benchmark.load(args.benchmark, trust_pickle=args.trust_pickle)
+    record = bench.lookup(genotype)
+    result = {**record.to_json(), "benchmark": str(args.benchmark)}
+    if args.out is not None:
+        from nasflow.io import write_json
+
+        write_json(args.out, result)
+    print(json.dumps(result, indent=2) if args.json else format_record(record, str(args.benchmark)))
+
+
 COMMANDS = {"search": cmd_search, "derive": cmd_derive, "retrain": cmd_retrain,
             "evaluate": cmd_evaluate, "analyze": cmd_analyze, "track-parent": cmd_track_parent,
-            "schema": cmd_schema, "spaces": cmd_spaces}
+            "schema": cmd_schema, "spaces": cmd_spaces, "lookup": cmd_lookup}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Exit status: 0 done; 2 bad input (one line naming the file and key, no
+    traceback, nothing written); 1 internal error (a bug: one line, the traceback with
+    ``--debug`` or ``NASFLOW_DEBUG=1``); 130 interrupted."""
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("NASFLOW_DEBUG", "") not in ("", "0")
+    new_ckpt: list[Path] = []
+    if getattr(args, "checkpoint_dir", _MISSING) is not _MISSING and getattr(args, "out", None):
+        new_ckpt = _missing_folders(_checkpoint_dir(args))
     try:
+        _check_outputs(args)  # every verb, also those without params (schema)
         COMMANDS[args.command](args)
         from nasflow.train.distributed import barrier, shutdown
 
         barrier()
         shutdown()
     except NasflowError as exc:
-        print(f"nasflow: error: {exc}", file=sys.stderr)
+        from nasflow.errors import DivergenceError
+
+        if debug:
+            traceback.print_exc()
+        if not isinstance(exc, DivergenceError):  # a diverged run keeps its last good checkpoint
+            _remove_new_checkpoints(new_ckpt)
+        _error(f"error: {_user_message(exc)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("nasflow: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
-    except _oom_types() as exc:  # noqa: B030 - tuple built at runtime
-        print(f"nasflow: error: out of memory ({str(exc).splitlines()[0]}); lower "
-              "search.batch_size / retrain.batch_size, or use runtime.amp: bf16", file=sys.stderr)
+    except _oom_types() as exc:
+        if debug:
+            traceback.print_exc()
+        _error(f"error: out of memory ({_first_line(exc)}); lower search.batch_size / "
+               "retrain.batch_size, or use runtime.amp: bf16")
         return EXIT_USAGE
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        _error(f"internal error: {type(exc).__name__}: {_first_line(exc)} (a bug in nasflow, not "
+               "in your input: rerun with --debug for the traceback, and report it)")
+        return EXIT_INTERNAL
     return 0
+
+
+def _user_message(exc: BaseException) -> str:
+    """The message of a user-facing error; for one re-raised from a DataLoader worker (whose
+    message embeds the worker's traceback) the original message only."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if last.startswith(("nasflow.errors.", "nasflow.")) else last
+    return text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return _clip(lines[0] if lines else "", 300)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, cut to a readable length (a value echoed whole could be 100 kB)."""
+    from nasflow.loaders import clip
+
+    print(f"nasflow: {clip(message, MESSAGE_LIMIT)}", file=sys.stderr, flush=True)
 
 
 def _oom_types() -> tuple[type[BaseException], ...]:

@@ -11,13 +11,21 @@ class NasflowError(Exception):
     """A user-facing error: bad params, missing data, corrupt file, diverged training."""
 
 
-class ParamsError(NasflowError):
+class InputError(NasflowError):
+    """A file or value handed to nasflow is unreadable, malformed, or made for another
+    configuration. The message is ``<file>: <key>: <what is wrong>`` (key optional)."""
+
+    def __init__(self, file: object, message: str, key: str | None = None):
+        self.file, self.key, self.reason = (str(file) if file is not None else None), key, message
+        parts = [p for p in (self.file, key) if p]
+        super().__init__(": ".join([*parts, message]))
+
+
+class ParamsError(InputError):
     """A params file is invalid. The message names the file and the offending key."""
 
     def __init__(self, file: str | None, key: str, message: str):
-        self.file, self.key = file, key
-        where = f"{file}: " if file else ""
-        super().__init__(f"{where}{key}: {message}")
+        super().__init__(file, message, key=key)
 
 
 class DataError(NasflowError):

@@ -14,9 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class StrictModel(BaseModel):
-    """Base of every params model: unknown keys are errors, values are validated on assignment."""
+    """Base of every params model: unknown keys are errors, values are validated on assignment,
+    NaN and infinity are refused as numbers (a NaN passes no range check meaningfully)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False,
+                              allow_inf_nan=False)
+
+
+class RelationError(ValueError):
+    """Two or more fields that are valid alone but not together. ``keys`` are relative to the
+    model that raises it (``("w_lr_min", "w_lr")`` in ``search``); the config loader prefixes
+    the section and names the files that set them."""
+
+    def __init__(self, keys: tuple[str, ...], message: str):
+        self.keys = tuple(keys)
+        super().__init__(message)
+
+
+def _lr_floor(model: BaseModel, floor: str, lr: str, section: str) -> None:
+    lo, hi = getattr(model, floor), getattr(model, lr)
+    if lo > hi:
+        raise RelationError((floor, lr), f"{section}.{floor} = {lo} is above {section}.{lr} = {hi}: "
+                            f"the cosine schedule would raise the learning rate; set {floor} <= {lr}")
 
 
 class AugmentParams(StrictModel):
@@ -30,21 +49,13 @@ class AugmentParams(StrictModel):
 class DatasetParams(StrictModel):
     """Which data, where it lives, and how the search split is cut."""
 
-    name: str = Field(description="registered dataset: digits, fashion_mnist, cifar10, ...")
+    name: str = Field(description="registered dataset: digits, fashion_mnist, cifar10, ... "
+                                  "(checked against nasflow.data's registry at config load)")
     root: Path = Field(Path("data"), description="folder holding (or receiving) the files")
     download: bool = Field(True, description="try torchvision's checksummed download if missing")
     archive: Path | None = Field(None, description="a user-supplied archive to extract instead")
     limit_train: int | None = Field(None, ge=10, description="use only the first N train images")
     limit_test: int | None = Field(None, ge=10, description="use only the first N test images")
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, value: str) -> str:
-        from nasflow.data import available_datasets
-
-        if value not in available_datasets():
-            raise ValueError(f"unknown dataset {value!r}; known: {', '.join(available_datasets())}")
-        return value
 
     @field_validator("root", "archive")
     @classmethod
@@ -85,6 +96,11 @@ class SearchParams(StrictModel):
             raise ValueError("Adam betas must lie in [0, 1)")
         return value
 
+    @model_validator(mode="after")
+    def _relations(self) -> SearchParams:
+        _lr_floor(self, "w_lr_min", "w_lr", "search")
+        return self
+
 
 class DeriveParams(StrictModel):
     """Reading a discrete cell off the alphas (DARTS Sec. 2.4)."""
@@ -108,6 +124,8 @@ class RetrainParams(StrictModel):
     lr: float = Field(0.025, gt=0, le=10)
     lr_min: float = Field(0.0, ge=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = Field(False, description="Nesterov momentum (NAS-Bench-201's protocol); "
+                           "needs momentum > 0")
     weight_decay: float = Field(3e-4, ge=0, le=1)
     grad_clip: float = Field(5.0, gt=0)
     auxiliary: bool = True
@@ -118,6 +136,14 @@ class RetrainParams(StrictModel):
     steps_per_epoch: int | None = Field(None, ge=1, description="cap steps/epoch (smoke runs)")
     eval_every: int = Field(1, ge=1, description="test-set evaluation every N epochs")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _relations(self) -> RetrainParams:
+        _lr_floor(self, "lr_min", "lr", "retrain")
+        if self.nesterov and self.momentum == 0:
+            raise RelationError(("nesterov", "momentum"), "retrain.nesterov needs "
+                                "retrain.momentum > 0 (Nesterov momentum without momentum)")
+        return self
 
 
 class EvaluateParams(StrictModel):

@@ -172,16 +172,18 @@ class _DropRetriedLockErrors(logging.Filter):
 def _store_lock(uri: str) -> Iterator[None]:
     """Serialise MLflow's first use of a SQLite file (schema migrations) and experiment
     creation across processes on this machine. The lock file lives in the temp dir, keyed by
-    the database path, so the project folder gets no stray file. Other stores: no lock."""
+    the database path, so the project folder gets no stray file; it is removed again on
+    release (see :func:`nasflow.io.locked_file`), so the temp dir keeps none either. Other stores: no
+    lock."""
     db = _sqlite_path(uri)
     if db is None:
         yield
         return
-    from filelock import FileLock
-
     digest = hashlib.sha256(str(db).encode()).hexdigest()[:16]
-    lock = FileLock(Path(tempfile.gettempdir()) / f"nasflow-mlflow-{digest}.lock")
-    with lock.acquire(timeout=max(_retry_total_s(), 1.0) + 60.0):
+    path = Path(tempfile.gettempdir()) / f"nasflow-mlflow-{digest}.lock"
+    from nasflow.io import locked_file
+
+    with locked_file(path, timeout=max(_retry_total_s(), 1.0) + 60.0):
         yield
 
 

@@ -106,16 +106,20 @@ def test_bad_params_name_file_and_key(project, capsys, case):
 
 def test_missing_params_file(project, capsys):
     code, err = run(["search", *_params("dataset.yaml", "nope.yaml"), "--out", "out"], capsys)
-    assert code == 2 and "nope.yaml" in err and "not found" in err
+    assert code == 2
+    assert "nope.yaml" in err
+    assert "not found" in err
 
 
 def test_invalid_yaml(project, capsys):
     (project / "broken.yaml").write_text("search: {epochs: [1,\n")
     code, err = run(["search", *_params(*BASE, "broken.yaml"), "--out", "out"], capsys)
-    assert code == 2 and "broken.yaml" in err and "YAML" in err
+    assert code == 2
+    assert "broken.yaml" in err
+    assert "YAML" in err
 
 
-@pytest.mark.parametrize("mutate, fragment", [
+@pytest.mark.parametrize(("mutate", "fragment"), [
     (lambda d: d["normal"].__setitem__(0, ["conv_9x9", 0]), "unknown op"),
     (lambda d: d["reduce"].__setitem__(3, ["max_pool_3x3", 9]), "input index 9"),
 ], ids=["unknown-op", "bad-input-index"])
@@ -124,13 +128,16 @@ def test_bad_genotype_json(project, capsys, mutate, fragment):
     mutate(data)
     _write(project / "geno.json", data)
     code, err = run(["retrain", *_params(*BASE), "--genotype", "geno.json", "--out", "rt"], capsys)
-    assert code == 2 and "geno.json" in err and fragment in err
+    assert code == 2
+    assert "geno.json" in err
+    assert fragment in err
     assert not (project / "rt").exists()
 
 
 def test_out_escaping_project(project, capsys):
     code, err = run(["search", *_params(*BASE), "--out", "../elsewhere"], capsys)
-    assert code == 2 and "escapes the project" in err
+    assert code == 2
+    assert "escapes the project" in err
 
 
 def test_unwritable_output_folder(project, capsys):
@@ -145,7 +152,8 @@ def test_unwritable_output_folder(project, capsys):
     assert code == 2
     code, err = run(["retrain", *_params(*BASE), "--genotype", "DARTS_V2", "--out", out,
                      "--checkpoint-dir", "ck"], capsys)
-    assert code == 2 and ("afile" in err or "ro/" in err), err
+    assert code == 2, err
+    assert "afile" in err or "ro/" in err, err
     assert "not writable" in err or "not a folder" in err
 
 
@@ -161,7 +169,9 @@ def test_missing_cifar_offline(project, capsys, monkeypatch):
     monkeypatch.setattr(tvu, "download_and_extract_archive", no_network)
     _write(project / "c10.yaml", {"dataset": {"name": "cifar10", "root": "data"}})
     code, err = run(["search", *_params(*BASE, "c10.yaml"), "--out", "out"], capsys)
-    assert code == 2 and "cifar" in err.lower() and "data" in err
+    assert code == 2
+    assert "cifar" in err.lower()
+    assert "data" in err
     assert not (project / "out").exists()
 
 
@@ -170,7 +180,8 @@ def test_corrupt_archive(project, capsys):
     _write(project / "c10.yaml", {"dataset": {"name": "cifar10", "archive": "c10.tar.gz",
                                               "download": False}})
     code, err = run(["search", *_params(*BASE, "c10.yaml"), "--out", "out"], capsys)
-    assert code == 2 and "c10.tar.gz" in err
+    assert code == 2
+    assert "c10.tar.gz" in err
 
 
 def test_tar_path_traversal(project, capsys):
@@ -182,7 +193,8 @@ def test_tar_path_traversal(project, capsys):
     _write(project / "c10.yaml", {"dataset": {"name": "cifar10", "archive": str(evil),
                                               "download": False}})
     code, err = run(["search", *_params(*BASE, "c10.yaml"), "--out", "out"], capsys)
-    assert code == 2 and "evil" in err
+    assert code == 2
+    assert "evil" in err
     assert not (project.parent / "evil.bin").exists()
 
 
@@ -199,7 +211,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(project, capsys, monkeypa
     monkeypatch.setattr(DropNAS, "loss", diverging)
     argv = ["search", *_params(*BASE), "--out", "s", "--set", "search.epochs=3", "--checkpoint-dir", "ck"]
     code, err = run(argv, capsys)
-    assert code == 2 and "NaN" in err and "step 0" in err and "epoch 2" in err
+    assert code == 2
+    assert "NaN" in err
+    assert "step 0" in err
+    assert "epoch 2" in err
     assert not (project / "s").exists()
     assert load_checkpoint(project / "ck" / "search.ckpt")["epoch"] == 1  # the last good one
     monkeypatch.setattr(DropNAS, "loss", original)
@@ -214,7 +229,9 @@ def test_corrupt_checkpoint_is_refused(project, capsys):
     ck = project / "ck" / "search.ckpt"
     ck.write_bytes(ck.read_bytes()[:100])  # truncated
     code, err = run(["search", *_params(*BASE), "--out", "s1b", "--checkpoint-dir", "ck"], capsys)
-    assert code == 2 and "search.ckpt" in err and "corrupt" in err
+    assert code == 2
+    assert "search.ckpt" in err
+    assert "corrupt" in err
 
 
 def test_out_of_memory_gives_a_batch_size_hint(project, capsys, monkeypatch):
@@ -227,7 +244,9 @@ def test_out_of_memory_gives_a_batch_size_hint(project, capsys, monkeypatch):
 
     monkeypatch.setattr(search_mod, "run_search", oom)
     code, err = run(["search", *_params(*BASE), "--out", "out"], capsys)
-    assert code == 2 and "batch_size" in err and "out of memory" in err
+    assert code == 2
+    assert "batch_size" in err
+    assert "out of memory" in err
 
 
 def test_weights_for_another_genotype(project, capsys):
@@ -235,12 +254,15 @@ def test_weights_for_another_genotype(project, capsys):
     assert code == 0
     code, err = run(["evaluate", *_params(*BASE), "--genotype", "DARTS_V1",
                      "--weights", "rt/model.pt", "--out", "ev.json"], capsys)
-    assert code == 2 and "different genotype" in err
+    assert code == 2
+    assert "different genotype" in err
     assert not (project / "ev.json").exists()
 
 
 def test_derive_from_non_search_json(project, capsys):
     _write(project / "x.json", {"hello": 1})
     code, err = run(["derive", *_params(*BASE), "--search", "x.json", "--out", "g.json"], capsys)
-    assert code == 2 and "x.json" in err and "search.json" in err
+    assert code == 2
+    assert "x.json" in err
+    assert "search.json" in err
     assert not (project / "g.json").exists()

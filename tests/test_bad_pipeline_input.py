@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.parametrize("config, fragment", [
+@pytest.mark.parametrize(("config", "fragment"), [
     (["profile=nope"], "nope"),
     (["dataset=../../etc"], "../../etc"),
     (["methods=[no_such_method]"], "no_such_method"),

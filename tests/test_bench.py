@@ -25,24 +25,27 @@ def _bench():
 
 
 @pytest.mark.parametrize("case", [
-    ("search", dict(method="darts", order=1, layers=3, C=4, batch=4)),
-    ("search", dict(method="darts", order=2, layers=3, C=4, batch=4)),
-    ("search", dict(method="dropnas", layers=3, C=4, batch=4)),
-    ("retrain", dict(layers=3, C=8, batch=8)),
-    ("data", dict(dataset="digits", batch=32)),
+    ("search", {"method": "darts", "order": 1, "layers": 3, "C": 4, "batch": 4}),
+    ("search", {"method": "darts", "order": 2, "layers": 3, "C": 4, "batch": 4}),
+    ("search", {"method": "dropnas", "layers": 3, "C": 4, "batch": 4}),
+    ("retrain", {"layers": 3, "C": 8, "batch": 8}),
+    ("data", {"dataset": "digits", "batch": 32}),
 ], ids=["darts1", "darts2", "dropnas", "retrain", "data"])
 def test_every_kind_of_case_runs_plain_and_fast(case):
     bench = _bench()
     kind, cfg = case
     for switches in (bench.PLAIN, bench.FAST["cpu"]):
         res = bench.run_case(kind, cfg, switches, warmup=0, steps=1)
-        assert res["images_per_s"] > 0 and res["peak_memory_mb"] > 0 and res["batch"] == cfg["batch"]
+        assert res["images_per_s"] > 0
+        assert res["peak_memory_mb"] > 0
+        assert res["batch"] == cfg["batch"]
         if kind != "data":
             assert len(res["step_times_s"]) == 1
             assert res["median_step_s"] == pytest.approx(cfg["batch"] / res["images_per_s"])
     if kind == "data":
         ref = bench.run_case(kind, cfg, {"reference": True}, warmup=0, steps=1)
-        assert ref["images_per_s"] > 0 and ref["workers"] >= 1
+        assert ref["images_per_s"] > 0
+        assert ref["workers"] >= 1
 
 
 def test_script_writes_a_record_with_ratios_over_repeats(tmp_path):
@@ -52,7 +55,8 @@ def test_script_writes_a_record_with_ratios_over_repeats(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text())
-    assert record["suite"] == "tiny" and record["machine"]["cpu_count"] >= 1
+    assert record["suite"] == "tiny"
+    assert record["machine"]["cpu_count"] >= 1
     [row] = record["results"]
     assert row["kind"] == "retrain"
     assert row["plain"]["switches"]["channels_last"] is False
@@ -68,4 +72,5 @@ def test_script_writes_a_record_with_ratios_over_repeats(tmp_path):
 def test_unknown_fast_switch_is_refused():
     proc = subprocess.run([sys.executable, str(BENCH), "--suite", "tiny", "--fast", "warp=1"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "unknown switch 'warp'" in proc.stderr
+    assert proc.returncode == 2
+    assert "unknown switch 'warp'" in proc.stderr

@@ -68,7 +68,8 @@ def test_dirichlet_samples_lie_on_the_simplex_with_the_right_mean():
 def test_dirichlet_gradient_is_pathwise():
     a = torch.zeros(1, 3, requires_grad=True)
     weighting.dirichlet(a)[0, 0].backward()
-    assert a.grad is not None and (a.grad != 0).any()
+    assert a.grad is not None
+    assert (a.grad != 0).any()
 
 
 def test_readouts_on_the_host():
@@ -170,12 +171,16 @@ def test_edge_normalisation_is_a_softmax_over_each_nodes_inputs():
 def test_s1_op_lists_as_published():
     s1 = space_by_name("rdarts_s1")
     n, r = s1.edge_ops["normal"], s1.edge_ops["reduce"]
-    assert len(n) == len(r) == 14 and all(len(e) == 2 for e in n + r)
-    assert n[0] == ["skip_connect", "dil_conv_3x3"] and n[5] == ["max_pool_3x3", "skip_connect"]
+    assert len(n) == len(r) == 14
+    assert all(len(e) == 2 for e in n + r)
+    assert n[0] == ["skip_connect", "dil_conv_3x3"]
+    assert n[5] == ["max_pool_3x3", "skip_connect"]
     assert n[12] == n[13] == ["dil_conv_3x3", "dil_conv_5x5"]
-    assert r[0] == ["max_pool_3x3", "avg_pool_3x3"] and r[6] == ["max_pool_3x3", "sep_conv_3x3"]
+    assert r[0] == ["max_pool_3x3", "avg_pool_3x3"]
+    assert r[6] == ["max_pool_3x3", "sep_conv_3x3"]
     assert r[13] == ["skip_connect", "dil_conv_5x5"]
-    assert sum("skip_connect" in e for e in n) == 12 and sum("skip_connect" in e for e in r) == 6
+    assert sum("skip_connect" in e for e in n) == 12
+    assert sum("skip_connect" in e for e in r) == 6
 
 
 @pytest.mark.parametrize(("name", "ops"), [
@@ -186,7 +191,8 @@ def test_s1_op_lists_as_published():
 def test_uniform_robustdarts_spaces(name, ops):
     space = space_by_name(name)
     assert all(e == ops for c in space.cell_types for e in space.edge_ops[c])
-    assert space.n_edges == 14 and space.width == len(ops)
+    assert space.n_edges == 14
+    assert space.width == len(ops)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

@@ -51,7 +51,8 @@ def test_ddp_search_matches_single_process(tmp_path):
     ddp = _run(tmp_path, "search", "ddp", 2)
     a = json.loads((tmp_path / "single" / "search.json").read_text())
     b = json.loads((tmp_path / "ddp" / "search.json").read_text())
-    assert b["world_size"] == 2 and a["world_size"] == 1
+    assert b["world_size"] == 2
+    assert a["world_size"] == 1
     # rank agreement is checked every epoch inside the run (it raises on disagreement)
     assert "ranks disagree" not in ddp.stderr
     for cell in ("normal", "reduce"):

@@ -13,10 +13,10 @@ from nasflow.spaces.ops import (
     FactorizedReduce,
     SepConv,
     set_dilated_rewrite,
+    set_fused_mixing,
     set_phase_subsample,
     set_share_relu,
 )
-from nasflow.spaces.darts.supernet import set_fused_mixing
 from nasflow.train.runtime import prepare_model
 from tests.helpers import batch, bf16_alpha_grad_error, search_steps, tiny_search
 
@@ -59,7 +59,7 @@ def _count_relu_modules(model: torch.nn.Module) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("method, params", [("darts", {}), ("darts", {"order": 2}),
+@pytest.mark.parametrize(("method", "params"), [("darts", {}), ("darts", {"order": 2}),
                                             ("dropnas", {})])
 def test_share_relu_matches_per_op_relus(method, params):
     """runtime.share_relu: one ReLU per tensor instead of one per op reading it gives the same
@@ -113,7 +113,7 @@ def _retraining_network_results(network: str, size: int, switch):
     return net, relu_calls
 
 
-@pytest.mark.parametrize("network, size", [("cifar", 16), ("imagenet", 32)])
+@pytest.mark.parametrize(("network", "size"), [("cifar", 16), ("imagenet", 32)])
 def test_share_relu_is_exact_in_the_retraining_network(network, size):
     """Retraining networks (aux head and drop path on): outputs identical in float64 and
     every parameter gradient equal to 1e-12 with and without ReLU sharing."""
@@ -155,9 +155,14 @@ def test_malloc_tuning_keeps_freed_activation_memory_for_reuse():
                              check=True)
         res[tuned] = [int(v) for v in out.stdout.split()]
     mmapped, left_mapped, _ = res["0"]
-    assert mmapped >= 24 and left_mapped == 0, res  # default: mmapped, unmapped on free
+    # default: mmapped, unmapped on free
+    assert mmapped >= 24, res
+    assert left_mapped == 0, res
     mmapped, left_mapped, kept_free = res["1"]
-    assert mmapped == 0 and left_mapped == 0 and kept_free >= 24, res  # tuned: heap, kept
+    # tuned: heap, kept
+    assert mmapped == 0, res
+    assert left_mapped == 0, res
+    assert kept_free >= 24, res
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
@@ -181,7 +186,7 @@ def test_dilated_rewrite_is_exact_per_op(kernel, stride, size):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("method, params", [("darts", {}), ("darts", {"order": 2}),
+@pytest.mark.parametrize(("method", "params"), [("darts", {}), ("darts", {"order": 2}),
                                             ("darts", {"one_level": True}), ("dropnas", {}),
                                             ("beta_darts", {})])
 def test_fused_mixing_matches_separate_products_and_sums(method, params):
@@ -273,7 +278,8 @@ def test_dilated_rewrite_auto_is_cpu_only():
     m = tiny_search("darts")
     prepare_model(m.model, RuntimeParams(dilated_conv="auto"), torch.device("cpu"))
     convs = [c for c in m.model.modules() if hasattr(c, "rewrite")]
-    assert convs and all(c.rewrite for c in convs)
+    assert convs
+    assert all(c.rewrite for c in convs)
     prepare_model(m.model, RuntimeParams(dilated_conv="auto"), torch.device("meta"))
     assert not any(c.rewrite for c in convs)
 
@@ -284,10 +290,11 @@ def test_bf16_autocast_gradients_stay_close_to_fp32():
     0.976. Alphas after Adam steps are not compared: Adam
     normalises each element, so bf16 noise on near-zero gradients flips whole steps."""
     rel, cos = bf16_alpha_grad_error("cpu")
-    assert rel < 0.30 and cos > 0.95, (rel, cos)
+    assert rel < 0.30, (rel, cos)
+    assert cos > 0.95, (rel, cos)
 
 
-@pytest.mark.parametrize("method, order, compiles", [("darts", 1, True), ("darts", 2, False),
+@pytest.mark.parametrize(("method", "order", "compiles"), [("darts", 1, True), ("darts", 2, False),
                                                      ("dropnas", None, False)])
 def test_compile_switch_reaches_the_networks(monkeypatch, capsys, method, order, compiles):
     """runtime.compile compiles the supernet's forward in place where its graph is static, says

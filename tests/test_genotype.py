@@ -61,7 +61,7 @@ def test_genotype_json_round_trip(tmp_path):
         assert json.loads(path.read_text())["normal"][0][0] == g.normal[0][0]
 
 
-@pytest.mark.parametrize("mutate, key", [
+@pytest.mark.parametrize(("mutate", "key"), [
     (lambda d: d["normal"].__setitem__(0, ["conv_9x9", 0]), "unknown op"),
     (lambda d: d["reduce"].__setitem__(1, ["sep_conv_3x3", 7]), "input index"),
     (lambda d: d.__setitem__("extra", 1), "extra"),

@@ -22,14 +22,14 @@ from nasflow.spaces.ops import FactorizedReduce, Identity, ReLUConvBN
 
 
 def _cifar(genotype="DARTS_V2", **kw):
-    args = dict(C=36, layers=20, num_classes=10, auxiliary=True)
+    args = {"C": 36, "layers": 20, "num_classes": 10, "auxiliary": True}
     args.update(kw)
     return build_network("cifar", PUBLISHED[genotype], **args)
 
 
 # Reference counts computed with the DARTS authors' model code (quark0/darts cnn/model.py,
 # utils.count_parameters_in_MB: all parameters except "auxiliary" ones, / 1e6).
-@pytest.mark.parametrize("genotype, kind, C, layers, classes, expected", [
+@pytest.mark.parametrize(("genotype", "kind", "C", "layers", "classes", "expected"), [
     ("DARTS_V2", "cifar", 36, 20, 10, 3.349342),
     ("DARTS_V2", "cifar", 36, 20, 100, 3.401272),
     ("DARTS_V1", "cifar", 36, 20, 10, 3.169414),
@@ -67,16 +67,19 @@ def test_only_the_auxiliary_head_submodule_is_excluded():
 
 def test_structure_follows_darts():
     net = _cifar()
-    assert isinstance(net, NetworkCIFAR) and len(net.cells) == 20
+    assert isinstance(net, NetworkCIFAR)
+    assert len(net.cells) == 20
     assert [i for i, c in enumerate(net.cells) if c.reduction] == [6, 13]
     assert isinstance(net.cells[7].preprocess0, FactorizedReduce)  # after a reduction
     assert isinstance(net.cells[8].preprocess0, ReLUConvBN)
-    assert net.stem[0].out_channels == 108 and net.classifier.in_features == 4 * 144
+    assert net.stem[0].out_channels == 108
+    assert net.classifier.in_features == 4 * 144
     assert net.auxiliary_head.features[2].in_channels == 4 * 144  # after cell 13
     # ops reading the cell inputs of a reduction cell stride 2; skip_connect there is FR.
     red = net.cells[6]
     assert isinstance(red.ops[2], Identity)  # skip_connect from node 2: stride 1
-    assert red.ops[0].stride == 2 and red.ops[3].stride == 2  # max_pool from inputs 0 / 1
+    assert red.ops[0].stride == 2
+    assert red.ops[3].stride == 2
     assert isinstance(net.cells[0].ops[5], Identity)  # normal skip_connect
     inet = build_network("imagenet", PUBLISHED["DARTS_V2"], C=48, layers=14, num_classes=1000,
                          auxiliary=True)
@@ -89,7 +92,7 @@ def test_structure_follows_darts():
         build_network("mobile", PUBLISHED["DARTS_V2"], C=8, layers=3, num_classes=2, auxiliary=False)
 
 
-@pytest.mark.parametrize("in_ch, size, aux_size", [(3, 32, 8), (1, 8, 2), (1, 28, 7)])
+@pytest.mark.parametrize(("in_ch", "size", "aux_size"), [(3, 32, 8), (1, 8, 2), (1, 28, 7)])
 def test_forward_shapes_train_and_eval(in_ch, size, aux_size):
     torch.manual_seed(0)
     net = build_network("cifar", PUBLISHED["DARTS_V2"], C=8, layers=5, num_classes=10,
@@ -100,7 +103,8 @@ def test_forward_shapes_train_and_eval(in_ch, size, aux_size):
     x = torch.randn(2, in_ch, size, size)
     net.train()
     logits, aux = net(x)
-    assert logits.shape == (2, 10) and aux.shape == (2, 10)
+    assert logits.shape == (2, 10)
+    assert aux.shape == (2, 10)
     assert seen == [(aux_size, aux_size)]
     (F.cross_entropy(logits, torch.tensor([0, 1])) + 0.4 * F.cross_entropy(aux, torch.tensor([0, 1]))
      ).backward()
@@ -108,7 +112,8 @@ def test_forward_shapes_train_and_eval(in_ch, size, aux_size):
     net.eval()
     with torch.no_grad():
         logits, aux = net(x)
-    assert logits.shape == (2, 10) and aux is None
+    assert logits.shape == (2, 10)
+    assert aux is None
     assert torch.isfinite(logits).all()
 
 
@@ -118,11 +123,13 @@ def test_imagenet_forward_small():
     net.drop_path_prob = 0.2
     net.train()
     logits, aux = net(torch.randn(2, 3, 64, 64))
-    assert logits.shape == (2, 7) and aux.shape == (2, 7)
+    assert logits.shape == (2, 7)
+    assert aux.shape == (2, 7)
     net.eval()
     with torch.no_grad():
         logits, aux = net(torch.randn(2, 3, 64, 64))
-    assert logits.shape == (2, 7) and aux is None
+    assert logits.shape == (2, 7)
+    assert aux is None
 
 
 def _darts_head(head, stride, with_bn768):
@@ -185,7 +192,8 @@ def test_cell_drop_path_zeroes_op_outputs_in_training_only():
     assert ((node0.flatten(1) == 0).all(1) == (picked == 0)).all()
     choices2 = torch.stack([p0, p0 + 2 * c], 1)
     err2 = (choices2 - node2[:, None]).flatten(2).abs().amax(2)
-    assert (err2.min(1).values < 1e-4).all() and set(err2.argmin(1).tolist()) == {0, 1}
+    assert (err2.min(1).values < 1e-4).all()
+    assert set(err2.argmin(1).tolist()) == {0, 1}
 
     cell.eval()
     with torch.no_grad():
@@ -203,14 +211,17 @@ def test_cell_with_three_edges_per_node():
                  reduce=[("max_pool_3x3", 0), ("skip_connect", 1), ("sep_conv_5x5", 0)],
                  reduce_concat=[2], edges_per_node=3)
     cell = Cell(g, 5, 6, 4, reduction=False, reduction_prev=True)
-    assert cell.nodes == 2 and cell.multiplier == 2 and len(cell.ops) == 6
+    assert cell.nodes == 2
+    assert cell.multiplier == 2
+    assert len(cell.ops) == 6
     assert cell(torch.randn(2, 5, 8, 8), torch.randn(2, 6, 4, 4), 0.3).shape == (2, 8, 4, 4)
     red = Cell(g, 4, 4, 4, reduction=True, reduction_prev=False)
     assert isinstance(red.ops[1], FactorizedReduce)  # skip_connect from input 1, stride 2
     assert red(torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)).shape == (2, 4, 4, 4)
     net = NetworkCIFAR(4, 3, 3, True, g, in_channels=1).train()
     logits, aux = net(torch.randn(2, 1, 12, 12))
-    assert logits.shape == (2, 3) and aux.shape == (2, 3)
+    assert logits.shape == (2, 3)
+    assert aux.shape == (2, 3)
 
 
 def test_network_drop_path_prob_is_used_in_training_only():

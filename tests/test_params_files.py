@@ -1,6 +1,7 @@
-"""The params files: every dataset x method x profile composes into a valid RunConfig, the
-method files hold the papers' protocols, profiles shrink sizes without changing semantics,
-and every file keeps the section layout that dvc.yaml's per-section `params:` relies on."""
+"""The params files: every dataset x method (or variant) x profile composes into a valid
+RunConfig, the method files and variants hold the papers' protocols, profiles shrink sizes
+without changing semantics, and every file keeps the section layout that dvc.yaml's
+per-section `params:` relies on."""
 
 from __future__ import annotations
 
@@ -12,19 +13,24 @@ import pytest
 import yaml
 
 from nasflow.config import RunConfig, compose, load_config
-from nasflow.pipeline import available, params_files
+from nasflow.pipeline import available, load_pipeline_config, params_files, run_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params"
 KNOWN = available(ROOT)
 SEEDS = ["search.seed=0", "retrain.seed=0"]
+# the method variants of workflow/config.yaml (`variants`, `variant_grids`)
+VARIANTS = load_pipeline_config(
+    yaml.safe_load((ROOT / "workflow" / "config.yaml").read_text())).all_variants()
+METHODS = sorted({*KNOWN["methods"], *VARIANTS})
 
 # The sections each kind of file declares (all of them, possibly empty): dvc.yaml tracks params
 # per file and section, and DVC fails on a section that a file does not have.
 SECTIONS = {
     "datasets": {"dataset", "search", "retrain"},
-    "methods": {"method", "space", "search", "derive", "retrain"},
+    "methods": {"method", "search", "derive", "retrain"},
     "profiles": {"dataset", "search", "derive", "retrain", "evaluate", "runtime", "tracking"},
+    "spaces": {"space"},
 }
 
 
@@ -33,11 +39,13 @@ def _load(path: Path) -> dict:
 
 
 def _files(dataset: str, method: str, profile: str) -> list[str]:
-    return [str(ROOT / f) for f in params_files(dataset, method, profile, ROOT)]
+    return [str(ROOT / f) for f in params_files(dataset, method, profile, ROOT,
+                                                variants=VARIANTS)]
 
 
 def _config(dataset: str, method: str, profile: str) -> RunConfig:
-    return load_config(_files(dataset, method, profile), SEEDS)
+    run = run_params(dataset, method, profile, ROOT, variants=VARIANTS)
+    return load_config([str(ROOT / f) for f in run.files], [*run.overrides, *SEEDS])
 
 
 def _leaves(data, prefix=()):
@@ -50,15 +58,19 @@ def _leaves(data, prefix=()):
 
 def test_expected_files_exist():
     assert {"digits", "fashion_mnist", "cifar10", "cifar100", "imagenet"} <= set(KNOWN["datasets"])
-    assert {"darts", "darts_2nd", "darts_1level", "dropnas", "beta_darts", "dropnas_no_adjust",
-            "dropnas_no_decay", "dropnas_no_group"} <= set(KNOWN["methods"])
+    # one params file per method; the papers' variants are data (workflow/config.yaml)
+    assert set(KNOWN["methods"]) == {"darts", "dropnas", "beta_darts"}
+    assert {"darts_2nd", "darts_1level", "dropnas_no_adjust", "dropnas_no_decay",
+            "dropnas_no_group", "dropnas_3skip", "darts_1level_1skip"} <= set(VARIANTS)
     assert {"paper", "smoke"} <= set(KNOWN["profiles"])
+    assert {"darts", "rdarts_s1"} <= set(KNOWN["spaces"])
 
 
 @pytest.mark.parametrize("path", sorted(PARAMS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(PARAMS)))
 def test_file_is_clean_yaml(path: Path):
     data = _load(path)
-    assert isinstance(data, dict) and data, f"{path}: must be a non-empty mapping"
+    assert isinstance(data, dict), f"{path}: must be a non-empty mapping"
+    assert data, f"{path}: must be a non-empty mapping"
     assert set(data) <= set(RunConfig.model_fields), f"{path}: unknown sections {set(data)}"
     for key, value in _leaves(data):
         # YAML 1.1 traps: 3e-4 (no dot) is a string, a bare off / no is a bool
@@ -67,7 +79,7 @@ def test_file_is_clean_yaml(path: Path):
                 f"{path}: {'.'.join(key)}: {value!r} is read as a string; write 3.0e-4"
 
 
-@pytest.mark.parametrize("kind", ["datasets", "methods", "profiles"])
+@pytest.mark.parametrize("kind", ["datasets", "methods", "profiles", "spaces"])
 def test_section_layout(kind: str):
     for name in KNOWN[kind]:
         data = _load(PARAMS / kind / f"{name}.yaml")
@@ -79,8 +91,8 @@ def test_file_names_match_contents():
         assert _load(PARAMS / "datasets" / f"{name}.yaml")["dataset"]["name"] == name
 
 
-@pytest.mark.parametrize("dataset,method,profile", list(itertools.product(
-    KNOWN["datasets"], KNOWN["methods"], KNOWN["profiles"])))
+@pytest.mark.parametrize(("dataset", "method", "profile"), list(itertools.product(
+    KNOWN["datasets"], METHODS, KNOWN["profiles"])))
 def test_every_combination_composes(dataset: str, method: str, profile: str):
     config = _config(dataset, method, profile)
     assert config.dataset.name == dataset
@@ -98,7 +110,8 @@ def test_darts_paper_protocol():
     assert r.augment.cutout == 16
     assert _config("cifar10", "darts_2nd", "paper").method.order == 2
     one = _config("cifar10", "darts_1level", "paper")
-    assert one.method.one_level and one.search.train_portion == 1.0
+    assert one.method.one_level
+    assert one.search.train_portion == 1.0
 
 
 def test_dropnas_paper_protocol():
@@ -113,7 +126,7 @@ def test_dropnas_paper_protocol():
     assert (r.epochs, r.batch_size, r.lr, r.grad_clip) == (600, 192, 0.05, 3.0)
 
 
-@pytest.mark.parametrize("variant,key,value", [
+@pytest.mark.parametrize(("variant", "key", "value"), [
     ("dropnas_no_adjust", "alpha_adjust", "off"),
     ("dropnas_no_decay", "partial_decay", False),
     ("dropnas_no_group", "grouping", False),
@@ -127,13 +140,17 @@ def test_ablations_differ_from_dropnas_in_one_key(variant, key, value):
 
 
 def test_space_variants():
-    for method in KNOWN["methods"]:
+    for method in METHODS:
         c = _config("cifar10", method, "paper")
+        if "rdarts_s" in method:  # a RobustDARTS space: fixed per-edge lists, no variant
+            assert c.space.name == method[method.index("rdarts_s"):], method
+            continue
         expected = "3-skip" if "3skip" in method else "1-skip" if "1skip" in method else "original"
+        assert c.space.name == "darts", method
         assert c.space.variant == expected, method
 
 
-@pytest.mark.parametrize("method", KNOWN["methods"])
+@pytest.mark.parametrize("method", METHODS)
 def test_paper_profile_contradicts_nothing(method: str):
     """Every key the dataset / method files set survives the paper profile unchanged."""
     base, _ = compose(_files("cifar10", method, "paper")[:-1])
@@ -145,25 +162,60 @@ def test_paper_profile_contradicts_nothing(method: str):
         assert got == value, f"paper profile changes {'.'.join(key)}"
 
 
-@pytest.mark.parametrize("method", KNOWN["methods"])
+@pytest.mark.parametrize("method", METHODS)
 def test_smoke_profile_shrinks_but_keeps_semantics(method: str):
     paper, smoke = _config("digits", method, "paper"), _config("digits", method, "smoke")
-    assert smoke.method == paper.method and smoke.space == paper.space
+    assert smoke.method == paper.method
+    assert smoke.space == paper.space
     assert smoke.search.train_portion == paper.search.train_portion
     assert (smoke.search.epochs, smoke.search.layers, smoke.search.init_channels) == (3, 5, 4)
     assert smoke.search.steps_per_epoch
-    assert smoke.retrain.epochs <= 10 and smoke.retrain.layers == 5
-    assert smoke.retrain.epochs < paper.retrain.epochs and not smoke.retrain.auxiliary
+    assert smoke.retrain.epochs <= 10
+    assert smoke.retrain.layers == 5
+    assert smoke.retrain.epochs < paper.retrain.epochs
+    assert not smoke.retrain.auxiliary
     assert smoke.search.augment.crop_padding == 1  # 8x8 digits
     assert smoke.tracking.enabled
 
 
 def test_imagenet_overlay_wins_over_method_recipe():
-    for method in KNOWN["methods"]:
-        files = params_files("imagenet", method, "paper", ROOT)
+    for method in METHODS:
+        files = params_files("imagenet", method, "paper", ROOT, variants=VARIANTS)
         assert files[-2:] == ["params/overlays/imagenet.yaml", "params/profiles/paper.yaml"]
         c = _config("imagenet", method, "paper")
         assert (c.retrain.network, c.retrain.layers, c.retrain.init_channels) == ("imagenet", 14, 48)
         assert (c.retrain.epochs, c.retrain.label_smoothing) == (250, 0.1)
     assert params_files("cifar10", "darts", "paper", ROOT) == [
         "params/datasets/cifar10.yaml", "params/methods/darts.yaml", "params/profiles/paper.yaml"]
+
+
+def _leaf_dict(config: RunConfig) -> dict:
+    return dict(_leaves(config.model_dump(mode="json")))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_differs_from_its_base_only_in_its_overrides(variant: str):
+    """A variant is its base plus its overrides: every other resolved key is the base's."""
+    from nasflow.pipeline import resolve
+
+    recipe = resolve(variant, VARIANTS)
+    base, other = _leaf_dict(_config("cifar10", recipe.method, "paper")), \
+        _leaf_dict(_config("cifar10", variant, "paper"))
+    changed = {k for k in base.keys() | other.keys() if base.get(k) != other.get(k)}
+    keys = {tuple(o.split("=", 1)[0].split(".")) for o in recipe.overrides}
+    if recipe.space:  # a space file may replace the whole space section
+        keys |= {k for k in changed if k[0] == "space"}
+    assert changed, (variant, changed, keys)
+    assert changed <= keys, (variant, changed, keys)
+
+
+def test_composition_order_with_a_space():
+    run = run_params("imagenet", "dropnas_3skip", "smoke", ROOT, variants=VARIANTS)
+    assert run.files == ["params/datasets/imagenet.yaml", "params/methods/dropnas.yaml",
+                         "params/spaces/darts.yaml", "params/overlays/imagenet.yaml",
+                         "params/profiles/smoke.yaml"]
+    assert run.overrides == ["space.variant=3-skip"]
+    grid = run_params("cifar10", "dropnas_rp1e-4_rnp1e-5", "paper", ROOT, variants=VARIANTS)
+    assert grid.files[1] == "params/methods/dropnas.yaml"
+    c = _config("cifar10", "dropnas_rp1e-4_rnp1e-5", "paper")
+    assert (c.method.r_parametric, c.method.r_nonparametric) == (1e-4, 1e-5)

@@ -9,8 +9,10 @@ a DropNAS-only param edit, rerunning only the DropNAS stages.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import os
 import re
 import shlex
@@ -153,7 +155,8 @@ def test_pipeline_config_rejects_bad_values():
 def test_snakemake_lint_is_clean():
     out = snakemake("--lint")
     text = out.stdout + out.stderr
-    assert "Lints for" not in text and "good condition" in text, text[-3000:]
+    assert "Lints for" not in text, text[-3000:]
+    assert "good condition" in text, text[-3000:]
 
 
 def test_snakemake_rejects_invalid_config():
@@ -172,7 +175,7 @@ def _by_rule(jobs: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-@pytest.mark.parametrize("method,search,retrain", [
+@pytest.mark.parametrize(("method", "search", "retrain"), [
     ("dropnas", {"epochs": 76, "batch_size": 96, "layers": 14, "w_lr": 0.0375,
                  "w_grad_clip": 3.0, "train_portion": 1.0},
      {"epochs": 600, "batch_size": 192, "lr": 0.05, "grad_clip": 3.0, "layers": 20}),
@@ -206,7 +209,8 @@ def test_paper_target_plans_the_paper_protocol(method, search, retrain):
         assert set(files) <= set(job["input"]), "params files must be declared inputs"
         assert tokens[tokens.index("--out") + 1] == f"{r}/search"
         assert tokens[tokens.index("--checkpoint-dir") + 1].startswith("checkpoints/paper/")
-        assert not any(o.startswith("checkpoints/") for j in sum(jobs.values(), [])
+        assert not any(o.startswith("checkpoints/")
+                       for j in functools.reduce(operator.iadd, jobs.values(), [])
                        for o in j["output"]), "checkpoints must not be outputs"
         config = load_config([str(ROOT / f) for f in files], sets)
         for key, value in search.items():
@@ -256,7 +260,8 @@ def test_bare_target_is_the_smoke_comparison():
     seeds = CONFIG["profiles"]["smoke"]["seeds"]
     assert len(rules["search"]) == 2 * len(seeds)
     for job in rules["search"]:
-        assert job["wildcards"]["profile"] == "smoke" and job["wildcards"]["dataset"] == "digits"
+        assert job["wildcards"]["profile"] == "smoke"
+        assert job["wildcards"]["dataset"] == "digits"
         assert job["wildcards"]["method"] in {"darts", "dropnas"}
         files, _ = cli_params(shell_tokens(job["shell"]))
         assert files[-1] == "params/profiles/smoke.yaml"
@@ -310,12 +315,31 @@ def test_snakefile_and_dvc_yaml_declare_the_same_stages():
             if dep.endswith((".json", ".pt", ".csv", ".md")):
                 assert dep in job["input"], f"{stage['address']}: {dep}"
             else:  # a folder dependency (aggregate / table): it holds every Snakemake input
-                assert job["input"] and all(i.startswith(dep + "/") for i in job["input"]
-                                            if not i.startswith("params/")), stage["address"]
+                assert job["input"], stage["address"]
+                assert all(i.startswith(dep + "/") for i in job["input"]
+                           if not i.startswith("params/")), stage["address"]
         inputs = [i for i in job["input"] if not i.startswith("params/")]
         for i in inputs:
             assert i in stage["deps"] or any(i.startswith(d + "/") for d in stage["deps"]), \
                 f"{stage['address']}: Snakemake input {i} is not a DVC dependency"
+
+
+def test_dvc_yaml_is_generated_and_current():
+    from nasflow.pipeline import dvc_yaml
+
+    assert (ROOT / "dvc.yaml").read_text() == dvc_yaml(load_pipeline_config(CONFIG), ROOT), \
+        "dvc.yaml is stale: run `python -m nasflow.pipeline dvc-yaml --out dvc.yaml`"
+
+
+def test_snakefile_rules_use_the_stage_declaration():
+    """The shared stages' shell commands come from nasflow.pipeline.stages, not the .smk files."""
+    from nasflow.pipeline import STAGES
+
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    for name in STAGES:
+        assert f'stage_shell("{name}")' in rules, name
+    assert "--checkpoint-dir" not in rules
+    assert "nasflow.pipeline collect" not in rules
 
 
 def test_dvc_params_sections_exist_in_every_file():
@@ -330,7 +354,8 @@ def test_dvc_params_sections_exist_in_every_file():
 
 def test_dvc_remote_is_local_and_configured():
     text = (ROOT / ".dvc" / "config").read_text()
-    assert "remote = local" in text and "nasflow-dvc-remote" in text
+    assert "remote = local" in text
+    assert "nasflow-dvc-remote" in text
 
 
 # ---- records and tables ----------------------------------------------------------------------
@@ -350,11 +375,13 @@ def _record(seed: int, top1: float, report: str = "final") -> dict:
 def test_aggregate_uses_population_std_and_names_it():
     agg = aggregate([_record(1, 3.0), _record(0, 2.0), _record(2, 4.0)])
     top1 = agg["test_error"]["top1"]
-    assert agg["seeds"] == [0, 1, 2] and agg["n_seeds"] == 3
+    assert agg["seeds"] == [0, 1, 2]
+    assert agg["n_seeds"] == 3
     assert top1["mean"] == pytest.approx(3.0)
     assert top1["std"] == pytest.approx(math.sqrt(2 / 3))  # ddof=0, not sqrt(1)
     assert "population" in agg["std"] == STD_KIND
-    assert agg["best_seed"]["seed"] == 0 and agg["best_seed"]["top1"] == 2.0
+    assert agg["best_seed"]["seed"] == 0
+    assert agg["best_seed"]["top1"] == 2.0
     assert agg["resolved_params_differ_in"] == ["retrain.seed", "search.seed"]
     assert agg["mlflow"]["1"]["parent_run_id"] == "p1"
 
@@ -372,10 +399,14 @@ def test_markdown_table_says_what_it_reports():
     a = aggregate([_record(0, 2.0), _record(1, 3.0)])
     darts = dict(a, method="darts")
     text = markdown_table([darts, a], "DARTS vs DropNAS")
-    assert "mean ± std" in text and "Best of N" in text and "population" in text
+    assert "mean ± std" in text
+    assert "Best of N" in text
+    assert "population" in text
     assert "final-epoch weights" in text
     rows = [line for line in text.splitlines() if line.startswith("| dropnas")]
-    assert rows and "2.50 ± 0.50" in rows[0] and "2.00 (seed 0)" in rows[0]
+    assert rows
+    assert "2.50 ± 0.50" in rows[0]
+    assert "2.00 (seed 0)" in rows[0]
 
 
 def test_collect_assembles_the_record_and_curves(tmp_path):
@@ -412,27 +443,32 @@ def test_collect_assembles_the_record_and_curves(tmp_path):
 
     assert main(args) == 0
     rec = json.loads(out.read_text())
-    assert rec["test_error"]["top1"] == 12.5 and rec["test_error"]["selection"] == "final"
+    assert rec["test_error"]["top1"] == 12.5
+    assert rec["test_error"]["selection"] == "final"
     assert rec["test_error"]["best_epoch_top1"] == pytest.approx(10.0)
     assert rec["search_cost"]["gpu_days"] == pytest.approx(1.0)
     assert rec["retrain_cost"]["gpu_days"] is None  # CPU: wall time only
     assert rec["mlflow"] == {"parent_run_id": "p", "search_run_id": "s", "retrain_run_id": "r",
                              "evaluate_run_id": "e"}
-    assert rec["genotype"] == genotype and rec["resolved_params"]["search"] == {"search": {"seed": 1}}
+    assert rec["genotype"] == genotype
+    assert rec["resolved_params"]["search"] == {"search": {"seed": 1}}
     assert curves[0].read_text().splitlines()[0] == "epoch,train_loss,train_acc,lr"
     assert len(curves[1].read_text().splitlines()) == 3
     from nasflow.pipeline import summary_metrics
 
     metrics = summary_metrics(aggregate([rec]))
-    assert metrics["top1_err_mean"] == 12.5 and metrics["top1_err_std"] == 0.0
-    assert metrics["n_seeds"] == 1 and metrics["search_gpu_days_mean"] == pytest.approx(1.0)
+    assert metrics["top1_err_mean"] == 12.5
+    assert metrics["top1_err_std"] == 0.0
+    assert metrics["n_seeds"] == 1
+    assert metrics["search_gpu_days_mean"] == pytest.approx(1.0)
 
 
 def test_pipeline_cli_errors_are_one_line(tmp_path):
     proc = _run([sys.executable, "-m", "nasflow.pipeline", "aggregate", "--out",
                  str(tmp_path / "x.json"), str(tmp_path / "missing.json")], check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "missing.json" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "missing.json" in proc.stderr
 
 
 # ---- end to end (slow) -------------------------------------------------------------------------
@@ -493,7 +529,8 @@ def test_e2e_smoke_results_and_table(smoke_project):
     for method in ("darts", "dropnas"):
         assert re.search(rf"^\| {method} \| \d+\.\d\d ± \d+\.\d\d \|", table, re.M), table
         agg = json.loads((project / "results" / "smoke" / f"digits_{method}.json").read_text())
-        assert agg["seeds"] == E2E_SEEDS and agg["std"] == STD_KIND
+        assert agg["seeds"] == E2E_SEEDS
+        assert agg["std"] == STD_KIND
         metrics = json.loads((project / "results" / "smoke" / "metrics" / f"digits_{method}.json")
                              .read_text())
         assert metrics["top1_err_mean"] == agg["test_error"]["top1"]["mean"]
@@ -501,17 +538,20 @@ def test_e2e_smoke_results_and_table(smoke_project):
         assert agg["test_error"]["selection"] == "final"
         # 10 classes: chance is 90% top-1 error; 2 retraining epochs of a 5-cell net are far below
         assert 0 <= agg["test_error"]["top1"]["mean"] < CHANCE_ERR / 2, (method, agg["test_error"])
-        assert agg["params_m"]["mean"] > 0 and agg["macs_m"]["mean"] > 0
+        assert agg["params_m"]["mean"] > 0
+        assert agg["macs_m"]["mean"] > 0
         assert agg["search_cost"]["wall_time_s"]["mean"] > 0
         assert agg["resolved_params"]["search"]["method"]["name"] == method
         for seed in E2E_SEEDS:
             rec = json.loads((project / "results" / "smoke" / f"digits_{method}" / f"s{seed}.json")
                              .read_text())
             assert rec["seeds"] == {"search": seed, "retrain": seed}
-            assert rec["genotype"]["normal"] and rec["search_cost"]["device"]
+            assert rec["genotype"]["normal"]
+            assert rec["search_cost"]["device"]
             run = project / "runs" / "smoke" / f"digits_{method}_s{seed}"
             searched = json.loads((run / "search" / "search.json").read_text())
-            assert searched["method"] == method and len(searched["history"]) == 3
+            assert searched["method"] == method
+            assert len(searched["history"]) == 3
             assert (run / "search" / "config.json").is_file()  # resolved config beside output
             derived = json.loads((run / "genotype.json").read_text())
             assert derived["normal"] == searched["genotype"]["normal"]
@@ -519,7 +559,8 @@ def test_e2e_smoke_results_and_table(smoke_project):
             assert all(rec["mlflow"].values()), rec["mlflow"]
             curve = (project / "results" / "smoke" / "curves" /
                      f"digits_{method}_s{seed}_search.csv").read_text().splitlines()
-            assert curve[0].startswith("epoch,") and len(curve) == 1 + 3
+            assert curve[0].startswith("epoch,")
+            assert len(curve) == 1 + 3
     # nothing left to do; checkpoints survive outside the declared outputs
     again = snakemake("-n", "--cores", "2", cwd=project, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -578,7 +619,8 @@ def test_e2e_dvc_reruns_only_dependent_stages(smoke_project):
     assert {f"search@digits-dropnas-{s}" for s in E2E_SEEDS} <= ran, text[-3000:]
     assert not {s for s in ran if "-darts-" in s or s.endswith("-darts")}, ran
     assert {f"search@digits-darts-{s}" for s in E2E_SEEDS} <= skipped
-    assert "aggregate@digits-darts" in skipped and "aggregate@digits-darts" not in ran
+    assert "aggregate@digits-darts" in skipped
+    assert "aggregate@digits-darts" not in ran
     assert all("dropnas" in s or s == "table" for s in ran), ran
     assert "up to date" in _run([dvc, "status"], project, env).stdout
     # the edit reached the DropNAS record, and only it

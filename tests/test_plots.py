@@ -31,7 +31,8 @@ def test_cell_diagram_darts_v2(cell):
     g = PUBLISHED["DARTS_V2"]
     genes = getattr(g, cell)
     fig = plots.cell_diagram(g, cell)
-    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 1
     ax = fig.axes[0]
     ops = _texts(fig, "op")
     assert Counter(t.get_text() for t in ops) == Counter(op for op, _ in genes)  # one per edge
@@ -62,7 +63,8 @@ def test_cell_diagram_chain_and_dict_input():
     nodes = {t.get_text(): t.get_position()[0] for t in _texts(fig, "node")}
     # reduce cell: node k takes node k-1, so four node layers after the inputs
     assert nodes["$c_{k-2}$"] < nodes["0"] < nodes["1"] < nodes["2"] < nodes["3"] < nodes["$c_{k}$"]
-    assert len(_texts(fig, "op")) == 8 and fig.axes[0].get_title() == "DropNAS reduce"
+    assert len(_texts(fig, "op")) == 8
+    assert fig.axes[0].get_title() == "DropNAS reduce"
     with pytest.raises(ValueError, match="cell must be"):
         plots.cell_diagram(g, "both")
 
@@ -71,7 +73,7 @@ def test_alpha_heatmap():
     rng = np.random.default_rng(0)
     probs = _softmax(rng.normal(size=(EDGES, 8)))
     fig = plots.alpha_heatmap(probs, [OPS8] * EDGES, "normal softmax(alpha)")
-    ax, cbar = fig.axes  # the map and its colour bar
+    ax, _cbar = fig.axes  # the map and its colour bar
     assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["0->n0", "1->n0", "0->n1"]
     assert [t.get_text() for t in ax.get_yticklabels()][-1] == "4->n3"
     assert [t.get_text() for t in ax.get_xticklabels()] == OPS8
@@ -106,7 +108,8 @@ def test_alpha_trajectories_small_multiples():
     fig = plots.alpha_trajectories(history, [OPS8] * EDGES, None, "all")
     assert len(fig.axes) == EDGES  # unused grid cells are removed
     fig = plots.alpha_trajectories([], [OPS8] * EDGES, None, "empty")
-    assert len(fig.axes) == 1 and fig.axes[0].texts[0].get_text() == "no history"
+    assert len(fig.axes) == 1
+    assert fig.axes[0].texts[0].get_text() == "no history"
 
 
 def test_learning_curves():
@@ -119,7 +122,8 @@ def test_learning_curves():
     assert [ln.get_label() for ln in acc_ax.lines] == ["train_acc", "test_acc"]
     assert len(loss_ax.lines[0].get_xdata()) == 9  # NaN skipped
     assert list(acc_ax.lines[1].get_xdata()) == [1, 3, 5, 7, 9]  # None skipped
-    assert loss_ax.get_xlabel() == "epoch" and fig.get_suptitle() == "retrain"
+    assert loss_ax.get_xlabel() == "epoch"
+    assert fig.get_suptitle() == "retrain"
     assert len(plots.learning_curves([], ["train_loss"], "none").axes) == 1
 
 
@@ -132,7 +136,8 @@ def test_save_writes_png_atomically(tmp_path):
     out = tmp_path / "figs" / "cell.png"  # the folder is created
     plots.save(plots.cell_diagram(PUBLISHED["DARTS_V2"], "normal"), out)
     data = out.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 5000
     assert [p.name for p in out.parent.iterdir()] == ["cell.png"]  # no temp file left
 
     fig = plt.figure()  # a pyplot figure is closed by save

@@ -141,5 +141,6 @@ def test_snakemake_target_resumes_after_the_job_is_killed(tmp_path):
     assert "resuming from" in log, log[-2000:] + again.stderr[-2000:]
     a = json.loads((full / target).read_text())
     b = json.loads((killed / target).read_text())
-    assert a["alphas"] == b["alphas"] and a["genotype"] == b["genotype"]
+    assert a["alphas"] == b["alphas"]
+    assert a["genotype"] == b["genotype"]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]

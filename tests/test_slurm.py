@@ -93,6 +93,7 @@ def test_smoke_pipeline_through_slurm_executor(slurm_run):
     rules = {part.removeprefix("rule_") for p in slurm_logs for part in p.parts if part.startswith("rule_")}
     assert {"search", "retrain", "evaluate"} <= rules, rules
     agg = json.loads((project / "results" / "smoke" / "digits_dropnas.json").read_text())
-    assert agg["n_seeds"] == 1 and agg["method"] == "dropnas"
+    assert agg["n_seeds"] == 1
+    assert agg["method"] == "dropnas"
     evaluated = json.loads((project / "runs" / "smoke" / "digits_dropnas_s0" / "eval.json").read_text())
     assert agg["test_error"]["top1"]["mean"] == pytest.approx(evaluated["top1_err"])

@@ -72,11 +72,17 @@ def t_methods(name):
 
 
 def test_droprate_variants_set_the_rates():
-    grid = _pc().table("droprate")["grid"]
-    for rnp, row in zip(grid["rows"], grid["methods"], strict=False):
-        for rp, method in zip(grid["cols"], row, strict=False):
-            cfg = load_config([str(ROOT / "params/datasets/cifar10.yaml"),
-                               str(ROOT / f"params/methods/{method}.yaml")], [])
+    """The drop-rate table is the expansion of `variant_grids.droprate`: 9 cells, the centre
+    is `dropnas` itself, every other cell its own variant of dropnas' params file."""
+    pc = _pc()
+    grid = pc.table("droprate")["grid"]
+    assert sum(len(r) for r in grid["methods"]) == 9
+    assert grid["methods"][1][1] == "dropnas"
+    for rnp, row in zip(grid["rows"], grid["methods"], strict=True):
+        for rp, method in zip(grid["cols"], row, strict=True):
+            run = pc.run_params("cifar10", method, "paper", ROOT)
+            assert run.files[1] == "params/methods/dropnas.yaml", method
+            cfg = load_config([str(ROOT / f) for f in run.files], run.overrides)
             assert cfg.method.r_parametric == pytest.approx(float(rp)), method
             assert cfg.method.r_nonparametric == pytest.approx(float(rnp)), method
 
@@ -88,7 +94,8 @@ def _search_epochs(method: str) -> int:
 
 @pytest.mark.parametrize("name", PAPER_TABLES)
 def test_paper_table_plans_the_full_protocol(name):
-    t = _pc().table(name)
+    pc = _pc()
+    t = pc.table(name)
     jobs = _by_rule(dry_run_jobs(f"results/tables/{name}.md"))
     (table,) = jobs["paper_table"]
     assert table["output"] == [f"results/tables/{name}.{x}" for x in ("md", "csv", "json")]
@@ -105,7 +112,10 @@ def test_paper_table_plans_the_full_protocol(name):
         assert job["wildcards"]["profile"] == "paper"
         files, sets = cli_params(shell_tokens(job["shell"]))
         assert files[-1] == "params/profiles/paper.yaml"
-        assert sets == [f"search.seed={seed}", f"retrain.seed={seed}"]
+        # a variant: its base's params file, its overrides, then the seeds
+        recipe = pc.recipe(method)
+        assert files[1] == f"params/methods/{recipe.method}.yaml"
+        assert sets == [*recipe.overrides, f"search.seed={seed}", f"retrain.seed={seed}"]
         cfg = load_config([str(ROOT / f) for f in files], sets)
         assert cfg.search.epochs == _search_epochs(method), job["wildcards"]
         # CIFAR: 600 epochs (DropNAS / DARTS); ImageNet: params/overlays/imagenet.yaml's recipe
@@ -182,19 +192,25 @@ def test_paper_table_twins_hold_the_same_rows():
     pub = pc.published.tables["ablations"]
     t = build_paper_table(spec, aggs, pub)
     md = paper_table_markdown(t)
-    assert "population" in md and "N=2" in md and "final-epoch weights" in md
+    assert "population" in md
+    assert "N=2" in md
+    assert "final-epoch weights" in md
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     header, body = rows[0], rows[1:]
-    assert "ours digits" in header and "paper cifar10" in header and "paper cifar100" in header
+    assert "ours digits" in header
+    assert "paper cifar10" in header
+    assert "paper cifar100" in header
     assert [r.split("|")[1].strip() for r in body] == ABLATION_ROWS
-    assert "2.50 ± 0.50" in body[0] and "2.58" in body[0] and "16.95" in body[0]
+    assert "2.50 ± 0.50" in body[0]
+    assert "2.58" in body[0]
+    assert "16.95" in body[0]
     table = list(csv.DictReader(paper_table_csv(t).splitlines()))
     assert [r["label"] for r in table] == ABLATION_ROWS
     assert float(table[1]["ours digits mean"]) == 3.5
     assert float(table[1]["paper cifar100 mean"]) == 17.40
+    b = dict(aggs[("digits", "dropnas")])
+    b["test_error"] = dict(b["test_error"], selection="best")
     with pytest.raises(ValueError, match="selection"):
-        b = dict(aggs[("digits", "dropnas")])
-        b["test_error"] = dict(b["test_error"], selection="best")
         build_paper_table(spec, {**aggs, ("digits", "dropnas"): b}, pub)
 
 
@@ -251,14 +267,16 @@ def test_e2e_every_table_and_analysis_on_digits(tmp_path):
 
     def ours(result: str) -> dict:
         rec = json.loads((project / f"results/smoke/digits_{result}.json").read_text())
-        assert rec["seeds"] == [0] and rec["profile"] == "smoke"
+        assert rec["seeds"] == [0]
+        assert rec["profile"] == "smoke"
         return rec
 
     for name in PAPER_TABLES:
         spec = pc.table(name)
         result_of = dict(zip(spec["methods"], spec["results"], strict=True))
         md = (project / f"results/tables/{name}.md").read_text()
-        assert "N=1" in md and "population" in md, name
+        assert "N=1" in md, name
+        assert "population" in md, name
         header, cells = _md_rows(md)
         twin = json.loads((project / f"results/tables/{name}.json").read_text())
         table_csv = list(csv.DictReader((project / f"results/tables/{name}.csv").open()))
@@ -311,7 +329,8 @@ def test_e2e_every_table_and_analysis_on_digits(tmp_path):
         assert f"| {method} | {top1['mean']:.2f} ± {top1['std']:.2f} |" in default
 
     result = json.loads((analysis / "analysis.json").read_text())
-    assert result["method"] == "dropnas" and "coadaptation" in result
+    assert result["method"] == "dropnas"
+    assert "coadaptation" in result
     for name in ("alpha_trajectories_normal.png", "alpha_grad_normal.png", "coadaptation.png"):
         assert (analysis / name).stat().st_size > 0, name
     assert list(analysis.glob("standalone_edge*.png"))

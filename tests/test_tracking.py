@@ -3,6 +3,7 @@ no lost run or metric with 8 concurrent writer processes on one SQLite file."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -81,14 +82,18 @@ def test_parent_child_params_metrics_artifacts(store, capsys):
     assert p["search.epochs"] == "3"
     assert p["search.alpha_betas"] == "[0.5, 0.999]"
     assert p["search.augment.flip"] == "True"
-    assert p["dataset.root"] == "data" and p["dataset.archive"] == "None"
-    assert len(p["long"]) == tracking.MAX_PARAM_VAL_LENGTH and p["long"].endswith("...")
+    assert p["dataset.root"] == "data"
+    assert p["dataset.archive"] == "None"
+    assert len(p["long"]) == tracking.MAX_PARAM_VAL_LENGTH
+    assert p["long"].endswith("...")
     assert sum(k.startswith("many.") for k in p) == 230  # three batches of <= 100
     assert run["histories"]["loss"] == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     assert run["histories"]["odd key_1"] == [(0, 2.0), (1, 2.0), (2, 2.0)]
-    assert "bad" not in run["metrics"] and "inf" not in run["metrics"]  # skipped, no crash
+    assert "bad" not in run["metrics"]
+    assert "inf" not in run["metrics"]
     err = capsys.readouterr().err
-    assert err.count("'bad'") == 1 and err.count("'inf'") == 1  # warned once per key
+    assert err.count("'bad'") == 1
+    assert err.count("'inf'") == 1
     assert run["artifacts"] == ["g.json", "plots/curve.png", "records/alphas.json"]
 
     client = _client()
@@ -98,8 +103,10 @@ def test_parent_child_params_metrics_artifacts(store, capsys):
     assert art_uri == (store / "mlartifacts" / "t" / child / "artifacts").as_uri()
 
     par = read_run(parent)
-    assert par["status"] == "FINISHED" and par["tags"]["nasflow.stage"] == "parent"
-    assert par["metrics"] == {"test_error": 2.5} and par["params"] == {"seed": "0"}
+    assert par["status"] == "FINISHED"
+    assert par["tags"]["nasflow.stage"] == "parent"
+    assert par["metrics"] == {"test_error": 2.5}
+    assert par["params"] == {"seed": "0"}
     exp = client.get_experiment_by_name("t")
     children = client.search_runs([exp.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent}'")
@@ -108,13 +115,20 @@ def test_parent_child_params_metrics_artifacts(store, capsys):
 
 
 def test_failed_stage_marks_run_failed(store):
-    with pytest.raises(RuntimeError, match="boom"), \
-            Tracker.start(TrackingParams(), stage="x", run_name="x") as t:
-        rid = t.run_id
-        t.log_metrics({"a": 1.0}, step=0)
-        raise RuntimeError("boom")
+    rid = None
+
+    def failing_stage():
+        nonlocal rid
+        with Tracker.start(TrackingParams(), stage="x", run_name="x") as t:
+            rid = t.run_id
+            t.log_metrics({"a": 1.0}, step=0)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        failing_stage()
     run = read_run(rid)
-    assert run["status"] == "FAILED" and run["histories"]["a"] == [(0, 1.0)]
+    assert run["status"] == "FAILED"
+    assert run["histories"]["a"] == [(0, 1.0)]
     assert read_run(rid)["end_time"] is not None
 
 
@@ -129,7 +143,8 @@ def test_disabled_tracking_writes_nothing(tmp_path, monkeypatch):
     assert create_parent_run(off, "p") is None
     finish_parent_run(None, metrics={"a": 1.0})
     with Tracker.start(off, stage="x", run_name="x", params_dict={"a": 1}) as t:
-        assert t.run_id is None and not t.active
+        assert t.run_id is None
+        assert not t.active
         t.log_metrics({"a": 1.0}, step=0)
         t.log_params({"a": 1})
         t.set_tags({"a": "b"})
@@ -165,8 +180,9 @@ def test_retry_backs_off_on_locks_only():
             raise MlflowException(str(orig), error_code=tracking_error("TEMPORARILY_UNAVAILABLE"))
         return "ok"
 
-    assert tracking._retry(flaky, "test", total_s=10) == "ok" and len(calls) == 4
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    assert tracking._retry(flaky, "test", total_s=10) == "ok"
+    assert len(calls) == 4
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert all(g > 0.01 for g in gaps)  # it waited between attempts
 
     def bad():
@@ -204,7 +220,8 @@ def test_unreachable_store_degrades_to_noop(tmp_path, monkeypatch, capsys):
         tracking.ensure_store()
     t = Tracker.start(TrackingParams(), stage="x", run_name="x")
     t2 = Tracker.start(TrackingParams(), stage="y", run_name="y")
-    assert t.run_id is None and t2.run_id is None
+    assert t.run_id is None
+    assert t2.run_id is None
     with t:
         t.log_metrics({"a": 1.0}, step=0)
     assert capsys.readouterr().err.count("warning") == 1  # once per process
@@ -221,13 +238,15 @@ def test_unreachable_store_degrades_to_noop(tmp_path, monkeypatch, capsys):
 
     t = Tracker(LockedClient(), "r1")
     t.log_metrics({"a": 1.0}, step=0)  # no exception: training goes on
-    assert not t.active and LockedClient.calls > 1
+    assert not t.active
+    assert LockedClient.calls > 1
     calls = LockedClient.calls
     t.log_metrics({"a": 2.0}, step=1)
     t.end()
     assert LockedClient.calls == calls  # no-op from then on
     err = capsys.readouterr().err
-    assert err.count("warning") == 1 and "continues without tracking" in err
+    assert err.count("warning") == 1
+    assert "continues without tracking" in err
 
 
 def test_file_store_uri_is_refused_without_crash(tmp_path, monkeypatch, capsys):
@@ -236,7 +255,8 @@ def test_file_store_uri_is_refused_without_crash(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "mlruns"))
     t0 = time.monotonic()
     t = Tracker.start(TrackingParams(), stage="x", run_name="x")
-    assert t.run_id is None and time.monotonic() - t0 < 10  # not retried: refused at once
+    assert t.run_id is None
+    assert time.monotonic() - t0 < 10
     assert "warning" in capsys.readouterr().err
 
 
@@ -295,7 +315,9 @@ def _run_jobs(kind: str, n: int, folder: Path, parent: str = "-") -> list[str]:
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     err = proc.stderr.lower()
-    assert "warning" not in err and "error" not in err, proc.stderr  # no write was dropped
+    # no write was dropped
+    assert "warning" not in err, proc.stderr
+    assert "error" not in err, proc.stderr
     return [(folder / f"result-{i}").read_text() for i in range(n)]
 
 
@@ -306,7 +328,8 @@ def test_first_use_of_fresh_store_by_parallel_jobs(tmp_path, monkeypatch):
     _use_store(monkeypatch, tmp_path)
     ids = _run_jobs("parent", 4, tmp_path)
     assert tracking.ensure_store() == f"sqlite:///{tmp_path}/mlflow.db"
-    assert len(set(ids)) == 4 and "None" not in ids
+    assert len(set(ids)) == 4
+    assert "None" not in ids
     client = _client()
     assert len(client.search_experiments(filter_string="name = 'fresh'")) == 1
     assert all(read_run(i)["status"] == "FINISHED" for i in ids)
@@ -317,7 +340,8 @@ def test_eight_concurrent_jobs_lose_nothing(tmp_path, monkeypatch):
     parent = create_parent_run(TrackingParams(experiment="result"), "parent")
     # the 8 jobs also race to create their experiment ("load")
     run_ids = _run_jobs("child", 8, tmp_path, parent)
-    assert len(set(run_ids)) == 8 and "None" not in run_ids
+    assert len(set(run_ids)) == 8
+    assert "None" not in run_ids
     for i, rid in enumerate(run_ids):
         run = read_run(rid)
         assert run["status"] == "FINISHED"

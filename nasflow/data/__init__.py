@@ -17,9 +17,9 @@ from nasflow.data.registry import (
 )
 
 # Registration order is the order of ``available_datasets()``.
-from nasflow.data import digits, fashion_mnist, cifar, imagenet  # noqa: E402, F401, I001  isort: skip
-from nasflow.data.imagenet import FolderDataset  # noqa: E402
-from nasflow.data.loader import Loader, make_loader  # noqa: E402
+from nasflow.data import digits, fashion_mnist, cifar, imagenet  # noqa: F401  isort: skip
+from nasflow.data.imagenet import FolderDataset
+from nasflow.data.loader import Loader, make_loader
 
 __all__ = ["DATASETS", "ArrayDataset", "DatasetInfo", "FolderDataset", "Loader", "available_datasets",
            "dataset_info", "load_dataset", "make_loader", "register_dataset", "search_split"]

@@ -18,6 +18,7 @@ from nasflow.io import sha256_file
 # What a truncated or non-archive file raises while being read.
 READ_ERRORS = (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error, OSError)
 SOURCE_MARKER = ".nasflow-source"
+EXTRACT_LOCK_S = 3600.0  # another job extracting the same archive: wait at most this long
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -44,17 +45,16 @@ def top_level_folder(archive: Path) -> str | None:
 @contextlib.contextmanager
 def _lock(folder: Path) -> Iterator[None]:
     # Parallel pipeline jobs may extract the same archive; one does it, the others reuse it.
-    from filelock import FileLock
+    # The lock file is removed on release (nasflow.io.locked_file): no stray file in the folder.
+    from nasflow.io import locked_file
 
-    lock = FileLock(str(folder / ".extract.lock"))
+    stack = contextlib.ExitStack()
     try:
-        lock.acquire()
-    except OSError as exc:
+        stack.enter_context(locked_file(folder / ".extract.lock", timeout=EXTRACT_LOCK_S))
+    except (OSError, TimeoutError) as exc:
         raise DataError(f"{folder}: cannot lock the dataset folder for extraction ({exc})") from exc
-    try:
+    with stack:
         yield
-    finally:
-        lock.release()
 
 
 def extract_once(archive: Path, dest: Path, folders: tuple[str, ...]) -> Path:
@@ -75,7 +75,7 @@ def extract_once(archive: Path, dest: Path, folders: tuple[str, ...]) -> Path:
     with _lock(dest):
         for name in folders:
             marker = dest / name / SOURCE_MARKER
-            if marker.is_file() and marker.read_text().strip() == digest:
+            if marker.is_file() and marker.read_bytes().decode("ascii", "replace").strip() == digest:
                 return dest / name
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
         try:

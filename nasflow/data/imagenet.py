@@ -49,7 +49,12 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         path, label = self.images.samples[self.indices[i]]
-        return self.transform(self.images.loader(path)), label
+        try:
+            image = self.images.loader(path)
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated, not an image, ...
+            raise DataError(f"{path}: cannot read this image ({type(exc).__name__}: {exc}); "
+                            "remove or replace it") from None
+        return self.transform(image), label
 
     def subset(self, indices: list[int], train: bool | None = None) -> FolderDataset:
         """These positions of this dataset, optionally with the other transforms."""

@@ -182,6 +182,11 @@ class SearchSpace(ABC):
     def genotype_from_json(self, data: Any, source: str = "genotype") -> Any:
         """Validate a genotype of this space from parsed JSON (errors name ``source``)."""
 
+    # an optional hook: spaces that honour every section keep this no-op default
+    def check_run(self, config: Any) -> None:  # noqa: B027
+        """Refuse, at config load, sections this space cannot honour (raise
+        :class:`nasflow.params.RelationError` naming the keys)."""
+
     def supernet_options(self) -> frozenset[str]:
         """The ``build_supernet`` options this space honours."""
         return frozenset()

@@ -223,6 +223,20 @@ def set_share_relu(model: nn.Module, enabled: bool) -> int:
     return set_switch(model, SharesReLU, "share_relu", enabled)
 
 
+class FusesMixing:
+    """Mixin for supernet cells that honour ``runtime.fused_mixing``: each node's sum over its
+    edges and ops is one chain of in-place multiply-adds (one tensor written per op) instead
+    of a product and a sum tensor per op."""
+
+    fused_mixing: bool = False
+
+
+def set_fused_mixing(model: nn.Module, enabled: bool) -> int:
+    """Switch fused mixing on or off in every supernet cell of ``model`` (any space); returns
+    how many cells it applies to."""
+    return set_switch(model, FusesMixing, "fused_mixing", enabled)
+
+
 class Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

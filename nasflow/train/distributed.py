@@ -61,7 +61,7 @@ def shard(batch, batch_size: int):
 
 def all_reduce_mean(tensors: Sequence[torch.Tensor | None]) -> None:
     """Average gradients (or any tensors) over ranks in one flat all-reduce."""
-    rank, size = world()
+    _rank, size = world()
     present = [t for t in tensors if t is not None]
     if size == 1 or not present:
         return
@@ -85,7 +85,7 @@ def broadcast_parameters(tensors: Sequence[torch.Tensor]) -> None:
 
 def assert_consistent(tensors: Sequence[torch.Tensor], what: str) -> None:
     """Raise if ranks disagree on ``tensors`` (e.g. the alphas)."""
-    rank, size = world()
+    _rank, size = world()
     if size == 1:
         return
     local = torch.stack([t.detach().double().sum() for t in tensors]).cpu()

@@ -14,9 +14,10 @@ from nasflow.config import RunConfig, resolved
 from nasflow.data import dataset_info, load_dataset, make_loader
 from nasflow.errors import NasflowError
 from nasflow.genotype import Genotype
-from nasflow.io import load_checkpoint, save_checkpoint
+from nasflow.io import load_weights, save_checkpoint
+from nasflow.loaders import MADE_FOR, made_for
 from nasflow.metrics import count_macs, count_parameters_m
-from nasflow.spaces import build_space
+from nasflow.spaces import build_space, genotype_from_json
 from nasflow.train import distributed as dist
 from nasflow.train.checkpoint import CheckpointManager, fingerprint
 from nasflow.train.loop import EpochMeter, evaluate_model
@@ -53,9 +54,9 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
                 tracker=None) -> dict[str, Any]:
     r = config.retrain
     device = setup_runtime(config.runtime, r.seed)
-    rank, world_size = dist.init_from_env(device.type)
+    _rank, world_size = dist.init_from_env(device.type)
     device = dist.local_device(device)
-    info, model = build_retrain_network(config, genotype, device)
+    _info, model = build_retrain_network(config, genotype, device)
     net = model
     if world_size > 1:  # standard DDP: gradient all-reduce overlapped with backward
         from torch.nn.parallel import DistributedDataParallel
@@ -65,8 +66,8 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
         tracker = None
     train_set = load_dataset(config.dataset, "train")
     test_set = load_dataset(config.dataset, "test")
-    common = dict(device=device, channels_last=config.runtime.channels_last,
-                  device_data=config.runtime.device_data)
+    common = {"device": device, "channels_last": config.runtime.channels_last,
+                  "device_data": config.runtime.device_data}
     train_loader = make_loader(train_set, None, batch_size=r.batch_size, augment=r.augment,
                                shuffle=True, drop_last=True, seed=r.seed, **common)
     test_loader = make_loader(test_set, None, batch_size=config.evaluate.batch_size, augment=None,
@@ -74,7 +75,7 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
     if len(train_loader) == 0:
         raise NasflowError(f"retrain.batch_size: {r.batch_size} is larger than the training set")
     optimizer = torch.optim.SGD(model.parameters(), r.lr, momentum=r.momentum,
-                                weight_decay=r.weight_decay)
+                                weight_decay=r.weight_decay, nesterov=r.nesterov)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, r.epochs, eta_min=r.lr_min)
 
     fp_sections = {k: resolved(config)[k] for k in RETRAIN_SECTIONS}
@@ -82,7 +83,7 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
     ckpt = CheckpointManager(checkpoint_dir, "retrain", fingerprint(fp_sections))
     history: list[dict[str, Any]] = []
     start_epoch, wall = 0, 0.0
-    state = ckpt.load()
+    state = ckpt.load(expect={"model": model})
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -143,7 +144,8 @@ def run_retrain(config: RunConfig, genotype: Genotype, out_dir: Path, checkpoint
     model_path = out_dir / "model.pt"
     if dist.is_main():
         save_checkpoint(model_path, {"model": model.state_dict(),
-                                     "genotype": genotype.model_dump(mode="json")})
+                                     "genotype": genotype.model_dump(mode="json"),
+                                     "made_for": made_for(config, MADE_FOR["retrain"])})
     return {
         "stage": "retrain",
         "dataset": config.dataset.name,
@@ -167,9 +169,18 @@ def run_evaluate(config: RunConfig, genotype: Genotype, weights: Path,
                  retrain_record: dict[str, Any] | None = None) -> dict[str, Any]:
     device = setup_runtime(config.runtime, 0)
     info, model = build_retrain_network(config, genotype, device)
-    state = load_checkpoint(weights, map_location=device)
-    if state.get("genotype") != genotype.model_dump(mode="json"):
-        raise NasflowError(f"{weights}: these weights were trained for a different genotype")
+    def same_genotype(state) -> None:
+        try:
+            same = genotype_from_json(state.get("genotype"), str(weights)) == genotype
+        except NasflowError:
+            same = False
+        if not same:
+            raise NasflowError(f"{weights}: these weights were trained for a different genotype")
+
+    state = load_weights(weights, model, key="model",
+                         expected=made_for(config, MADE_FOR["retrain"]),
+                         hint="retrain.layers / retrain.init_channels / retrain.auxiliary",
+                         map_location=device, check=same_genotype)
     model.load_state_dict(state["model"])
     model.eval()
     test_set = load_dataset(config.dataset, "test")

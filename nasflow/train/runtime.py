@@ -92,8 +92,12 @@ def prepare_model(model: torch.nn.Module, runtime: RuntimeParams,
                   device: torch.device) -> torch.nn.Module:
     """Apply the model-side speed switches: memory format, the dilated-conv rewrite, ReLU
     sharing, phase subsampling and fused mixing (supernets)."""
-    from nasflow.spaces.ops import set_dilated_rewrite, set_phase_subsample, set_share_relu
-    from nasflow.spaces.darts.supernet import set_fused_mixing
+    from nasflow.spaces.ops import (
+        set_dilated_rewrite,
+        set_fused_mixing,
+        set_phase_subsample,
+        set_share_relu,
+    )
 
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)

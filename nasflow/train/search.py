@@ -63,9 +63,9 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
     """Run (or resume) a search. Returns the supernet state and the search record."""
     s = config.search
     device = setup_runtime(config.runtime, s.seed)
-    rank, world_size = dist.init_from_env(device.type)
+    _rank, world_size = dist.init_from_env(device.type)
     device = dist.local_device(device)
-    info, space, model, method = build_search(config, device)
+    _info, space, model, method = build_search(config, device)
     dist.broadcast_parameters([*model.parameters(), *method.arch_parameters()])
     if not dist.is_main():
         tracker = None
@@ -75,9 +75,9 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
         w_idx, a_idx = search_split(len(train_set), s.train_portion)
     else:  # one-level: the whole training set (DropNAS Sec. 5.2)
         w_idx, a_idx = torch.arange(len(train_set)), None
-    loader_args = dict(batch_size=s.batch_size, device=device, augment=s.augment, shuffle=True,
-                       drop_last=True, channels_last=config.runtime.channels_last,
-                       device_data=config.runtime.device_data)
+    loader_args = {"batch_size": s.batch_size, "device": device, "augment": s.augment, "shuffle": True,
+                       "drop_last": True, "channels_last": config.runtime.channels_last,
+                       "device_data": config.runtime.device_data}
     train_loader = make_loader(train_set, w_idx, seed=s.seed, **loader_args)
     val_loader = make_loader(train_set, a_idx, seed=s.seed + 1, **loader_args) if method.bilevel else None
     if len(train_loader) == 0 or (val_loader is not None and len(val_loader) == 0):
@@ -89,7 +89,7 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
                              fingerprint({k: resolved(config)[k] for k in SEARCH_SECTIONS}))
     history: list[dict[str, Any]] = []
     start_epoch, wall = 0, 0.0
-    state = ckpt.load()
+    state = ckpt.load(expect={"model": model})
     if state is not None:
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
@@ -155,8 +155,11 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
 
     genotype = method.genotype(config.derive)
     # the trained supernet, for the co-adaptation / stand-alone accuracy analyses
+    from nasflow.loaders import MADE_FOR, made_for
+
     supernet = {"model": model.state_dict(),
-                "alphas": {c: a.detach().cpu() for c, a in method.alphas.items()}}
+                "alphas": {c: a.detach().cpu() for c, a in method.alphas.items()},
+                "made_for": made_for(config, MADE_FOR["search"])}
     return supernet, {
         "stage": "search",
         "dataset": config.dataset.name,
@@ -182,40 +185,27 @@ def run_search(config: RunConfig, checkpoint_dir: Path, tracker=None) -> tuple[d
     }
 
 
-def check_search_record(record: Any, space, source: str) -> dict[str, np.ndarray]:
-    """The architecture values of a search record, after checking that the record was made
-    for ``space`` (its name, op lists and alpha shapes) and holds finite numbers; one error
-    naming ``source`` and the mismatch otherwise."""
+def check_search_record(record: Any, space, source: str,
+                        expected: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """The architecture values of a search record, after checking that it was made for
+    ``space``: the shared record checks (:func:`nasflow.loaders.check_search_record`: JSON
+    shape, ``made_for`` vs ``expected``, the op lists, finite alphas), then the space's name and
+    the alpha shape; one error naming ``source`` and the mismatch otherwise."""
     from nasflow.errors import NasflowError
+    from nasflow.loaders import check_search_record as check_record
 
-    if not isinstance(record, dict) or not isinstance(record.get("alphas"), dict):
-        raise NasflowError(f"{source}: alphas: missing (not a search.json?)")
-    made_for = record.get("space", "darts")  # records before the registry: the DARTS space
-    if made_for != space.name:
+    made_for = record.get("space", "darts") if isinstance(record, dict) else None
+    if made_for is not None and made_for != space.name:  # before the op lists: the clearer cause
         raise NasflowError(f"{source}: space: the record was made for space {made_for!r}, "
                            f"params say space.name: {space.name}")
-    edge_ops = record.get("edge_ops")
+    check_record(record, source, expected, edge_ops=space.edge_ops)
     arch: dict[str, np.ndarray] = {}
     for cell in space.cell_types:
-        if isinstance(edge_ops, dict) and edge_ops.get(cell) != space.edge_ops[cell]:
-            theirs = edge_ops.get(cell)
-            n = len(theirs) if isinstance(theirs, list) else "no"
-            raise NasflowError(
-                f"{source}: edge_ops.{cell}: the record's op lists ({n} edges) differ from the "
-                f"space in params ({space.n_edges} edges, nodes={space.nodes}); derive with the "
-                "params the search used")
-        rows = record["alphas"].get(cell)
-        try:
-            values = np.asarray(rows, dtype=np.float64)
-        except (TypeError, ValueError):
-            values = np.empty(0)
+        values = np.asarray(record["alphas"][cell], dtype=np.float64)
         if values.shape != (space.n_edges, space.width):
             raise NasflowError(
                 f"{source}: alphas.{cell}: shape {list(values.shape)} but the space in params "
                 f"has {space.n_edges} edges x {space.width} ops (nodes={space.nodes})")
-        if not np.isfinite(values[space.valid(cell)]).all():
-            raise NasflowError(f"{source}: alphas.{cell}: holds NaN or infinite values "
-                               "(the search diverged)")
         arch[cell] = values
     for key, rows in record["alphas"].items():  # method-specific values (e.g. beta.<cell>)
         if key not in arch:
@@ -229,5 +219,7 @@ def derive_from_record(config: RunConfig, record: Any, source: str):
     space = build_space(config.space)
     method = build_method(config.method, config.search)
     method.bind_space(space)
-    arch = check_search_record(record, space, source)
+    from nasflow.loaders import MADE_FOR, made_for
+
+    arch = check_search_record(record, space, source, made_for(config, MADE_FOR["derive"]))
     return method.genotype(config.derive, arch=arch)

@@ -1,12 +1,24 @@
 # Shared helpers: the validated pipeline config, wildcard constraints, paths, params files and
 # per-profile resources. Functions only (no rules), so that `snakemake --lint` stays clean.
+# The stages shared with DVC (paths, inputs, outputs, shell commands) are declared once in
+# nasflow/pipeline/stages.py; dvc.yaml is generated from the same declaration.
+import re
 import shlex
 
-from nasflow.pipeline import (
-    available,
-    load_pipeline_config,
-    params_args,
-    params_files,
+from nasflow.pipeline import available, load_pipeline_config, params_args, run_params as _run_params
+from nasflow.pipeline.stages import (
+    CURVES,
+    METRICS,
+    RESULT,
+    RUN,
+    SEED_RESULT,
+    STAGES,
+    reads_params,
+    snakemake_inputs,
+    snakemake_log,
+    snakemake_outputs,
+    snakemake_shell,
+    snakemake_values,
 )
 
 PC = load_pipeline_config(config)
@@ -16,6 +28,9 @@ _CLI_CONFIG = workflow.config_settings.overwrite_config or {}
 PC.set_table_overrides(_CLI_CONFIG.get("profile"), _CLI_CONFIG.get("dataset"))
 PC.check_names(".")
 KNOWN = available(".", PC.params_dir)
+# method variants (workflow/config.yaml `variants`, `variant_grids`): valid method names too
+VARIANTS = PC.all_variants()
+METHODS = PC.method_names(".")
 PUBLISHED = PC.published.tables
 # tables with published numbers are built by paper_table (.md, .csv, .json), the others by table
 PAPER_TABLES = [n for n in PC.tables if n in PUBLISHED]
@@ -24,26 +39,21 @@ PLAIN_TABLES = [n for n in PC.tables if n not in PUBLISHED]
 
 def _choice(names):
     # longest first, so that e.g. darts_1level is tried before darts
-    return "|".join(sorted(names, key=len, reverse=True))
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
 
 
 wildcard_constraints:
     profile=_choice(KNOWN["profiles"]),
     dataset=_choice(KNOWN["datasets"]),
     # <method> or <method>@<source>: the cell searched on <source> (transfer)
-    method=f"(?:{_choice(KNOWN['methods'])})(?:@(?:{_choice(KNOWN['datasets'])}))?",
+    method=f"(?:{_choice(METHODS)})(?:@(?:{_choice(KNOWN['datasets'])}))?",
     seed=r"\d+",
     table=_choice(PC.tables),
 
 
 # One run = one (profile, dataset, method, seed). Intermediate files live in RUN; checkpoints
-# in CKPT are deliberately NOT outputs, so a failed job keeps them and a re-run resumes.
-RUN = "runs/{profile}/{dataset}_{method}_s{seed}"
-CKPT = "checkpoints/{profile}/{dataset}_{method}_s{seed}"
-SEED_RESULT = "results/{profile}/{dataset}_{method}/s{seed}.json"
-RESULT = "results/{profile}/{dataset}_{method}.json"
-METRICS = "results/{profile}/metrics/{dataset}_{method}.json"
-CURVES = "results/{profile}/curves/{dataset}_{method}_s{seed}"
+# in CKPT (nasflow.pipeline.stages) are deliberately NOT outputs, so a failed job keeps them
+# and a re-run resumes.
 
 
 def run_dir(profile, dataset, method, seed):
@@ -64,9 +74,16 @@ def search_run(wc):
     return run_dir(wc.profile, source or PC.search_dataset(wc.dataset), base, wc.seed)
 
 
+def run_recipe(wc):
+    """Params files and overrides of this run: dataset, method, space (a variant's), overlay,
+    profile; then the variant's overrides (nasflow.pipeline.lookup)."""
+    return _run_params(wc.dataset, split_method(wc.method)[0], wc.profile, ".", PC.params_dir,
+                       VARIANTS)
+
+
 def run_params(wc):
-    """Params files of this run, in composition order: dataset, method, overlay, profile."""
-    return params_files(wc.dataset, split_method(wc.method)[0], wc.profile, ".", PC.params_dir)
+    """Params files of this run, in composition order."""
+    return run_recipe(wc).files
 
 
 def seed_overrides(wc):
@@ -74,8 +91,44 @@ def seed_overrides(wc):
 
 
 def cli_args(wc, input):
-    """--params ... --set ... for the nasflow CLI (the params files are also inputs)."""
-    return params_args(input.params, seed_overrides(wc))
+    """--params ... --set ... for the nasflow CLI (the params files are also inputs): the
+    variant's overrides, then the seeds. A variant's overrides are part of the command, so
+    Snakemake reruns its jobs when they change (rerun trigger `params`)."""
+    return params_args(input.params, [*run_recipe(wc).overrides, *seed_overrides(wc)])
+
+
+def parent_args(wc):
+    """track_parent: the run's params and the variant's overrides (it reads only the tracking
+    section, so the files are not inputs)."""
+    run = run_recipe(wc)
+    return params_args(run.files, run.overrides)
+
+
+# The declared stages (nasflow.pipeline.stages.STAGES) as directives: each stage's rule takes
+# its input, output, params, log and shell from the helpers below (plus its resources).
+def stage_inputs(name):
+    """The run's params files (if the stage reads params), then the declared inputs."""
+    params = {"params": run_params} if reads_params(name) else {}
+    return {**params, **snakemake_inputs(name, search_run)}
+
+
+def stage_params(name):
+    """What the command's fields need: {cli}, {args} / {files}, {seeds}, {table}, values."""
+    fields = STAGES[name].fields()
+    out = {}
+    if "cli" in fields:
+        out["cli"] = lambda wc: PC.cli
+    for field, value in (("args", cli_args), ("files", parent_args), ("table", table_args)):
+        if field in fields:
+            out["args"] = value
+    if "seeds" in fields:
+        out["seeds"] = lambda wc: " ".join(map(str, PC.seeds_of(wc.profile)))
+    return {**out, **snakemake_values(name)}
+
+
+stage_outputs = snakemake_outputs
+stage_log = snakemake_log
+stage_shell = snakemake_shell
 
 
 def run_name(wc, stage=None):

@@ -1,18 +1,17 @@
 # Stage 2: read the discrete genotype off the search's alphas (params section `derive`).
+# Inputs, outputs and the shell command: nasflow/pipeline/stages.py (shared with dvc.yaml).
 
 
 rule derive:
     input:
-        params=run_params,
-        search=f"{RUN}/search/search.json",
+        **stage_inputs("derive"),
     output:
-        f"{RUN}/genotype.json",
+        **stage_outputs("derive"),
     params:
-        cli=lambda wc: PC.cli,
-        args=cli_args,
+        **stage_params("derive"),
     log:
-        f"{RUN}/logs/derive.log",
+        stage_log("derive"),
     conda:
         ENV
     shell:
-        "{params.cli} derive {params.args} --search {input.search} --out {output} > {log} 2>&1"
+        stage_shell("derive")

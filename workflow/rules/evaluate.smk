@@ -1,21 +1,16 @@
 # Stage 4: test error (top-1/top-5), params (DARTS convention) and MACs of the retrained weights.
+# Inputs, outputs and the shell command: nasflow/pipeline/stages.py (shared with dvc.yaml).
 
 
 rule evaluate:
     input:
-        params=run_params,
-        genotype=lambda wc: f"{search_run(wc)}/genotype.json",
-        weights=f"{RUN}/retrain/model.pt",
-        record=f"{RUN}/retrain/retrain.json",
-        parent=f"{RUN}/parent.json",
+        **stage_inputs("evaluate"),
     output:
-        f"{RUN}/eval.json",
+        **stage_outputs("evaluate"),
     params:
-        cli=lambda wc: PC.cli,
-        args=cli_args,
-        name=lambda wc: run_name(wc, "evaluate"),
+        **stage_params("evaluate"),
     log:
-        f"{RUN}/logs/evaluate.log",
+        stage_log("evaluate"),
     threads: EVALUATE_RES["threads"]
     resources:
         gpu=EVALUATE_RES["gpu"],
@@ -24,6 +19,4 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "{params.cli} evaluate {params.args} --set runtime.threads={threads}"
-        " --genotype {input.genotype} --weights {input.weights} --out {output}"
-        " --run-name {params.name} --parent-run-id {input.parent} > {log} 2>&1"
+        stage_shell("evaluate")

@@ -2,68 +2,53 @@
 #   collect:   one seed's final record + per-epoch curves (CSV, DVC plots)
 #   aggregate: mean +- population std over the profile's seeds, plus the best seed
 #   table:     results/tables/<name>.md, one row per method (config `tables`)
-# Helpers: short-path copies of `profile`, the `matrix` target, the generated schemas.
+# Helpers: short-path copies of `profile`, the `matrix` target, the generated files.
+# collect / aggregate / table: declared in nasflow/pipeline/stages.py (shared with dvc.yaml).
 
 
 rule collect:
     input:
-        search=lambda wc: f"{search_run(wc)}/search/search.json",
-        search_config=lambda wc: f"{search_run(wc)}/search/config.json",
-        genotype=lambda wc: f"{search_run(wc)}/genotype.json",
-        retrain=f"{RUN}/retrain/retrain.json",
-        retrain_config=f"{RUN}/retrain/config.json",
-        evaluation=f"{RUN}/eval.json",
-        parent=f"{RUN}/parent.json",
+        **stage_inputs("collect"),
     output:
-        record=SEED_RESULT,
-        search_curve=f"{CURVES}_search.csv",
-        retrain_curve=f"{CURVES}_retrain.csv",
+        **stage_outputs("collect"),
     log:
-        f"{RUN}/logs/collect.log",
+        stage_log("collect"),
     conda:
         ENV
     shell:
-        "python -m nasflow.pipeline collect --search {input.search} --genotype {input.genotype}"
-        " --retrain {input.retrain} --eval {input.evaluation} --parent {input.parent}"
-        " --search-config {input.search_config} --retrain-config {input.retrain_config}"
-        " --profile {wildcards.profile} --dataset {wildcards.dataset}"
-        " --method {wildcards.method} --seed {wildcards.seed}"
-        " --curves {output.search_curve} {output.retrain_curve} --out {output.record} > {log} 2>&1"
+        stage_shell("collect")
 
 
 rule aggregate:
     input:
         seed_results,
     output:
-        record=RESULT,
-        metrics=METRICS,
+        **stage_outputs("aggregate"),
     params:
-        folder="results/{profile}/{dataset}_{method}",
-        seeds=lambda wc: " ".join(map(str, PC.seeds_of(wc.profile))),
+        **stage_params("aggregate"),
     log:
-        "runs/{profile}/logs/aggregate_{dataset}_{method}.log",
+        stage_log("aggregate"),
     conda:
         ENV
     shell:
-        "python -m nasflow.pipeline aggregate --dir {params.folder} --seeds {params.seeds}"
-        " --out {output.record} --metrics {output.metrics} > {log} 2>&1"
+        stage_shell("aggregate")
 
 
 rule table:
     input:
         table_inputs,
     output:
-        "results/tables/{table}.md",
+        **stage_outputs("table"),
     wildcard_constraints:
         table=_choice(PLAIN_TABLES),
     params:
-        args=table_args,
+        **stage_params("table"),
     log:
-        "runs/logs/table_{table}.log",
+        stage_log("table"),
     conda:
         ENV
     shell:
-        "python -m nasflow.pipeline table {params.args} --out {output} > {log} 2>&1"
+        stage_shell("table")
 
 
 # A paper table: ours (mean ± population std over the profile's seeds, best seed, params,
@@ -133,7 +118,8 @@ rule schemas:
     input:
         "nasflow/params.py",
         "nasflow/config.py",
-        "nasflow/pipeline.py",
+        "nasflow/pipeline/config.py",
+        "nasflow/pipeline/variants.py",
     output:
         run_config="workflow/schemas/run_config.schema.json",
         pipeline="workflow/schemas/pipeline.schema.json",
@@ -146,3 +132,19 @@ rule schemas:
     shell:
         "({params.cli} schema --out {output.run_config}"
         " && python -m nasflow.pipeline schema --out {output.pipeline}) > {log} 2>&1"
+
+
+# Regenerate dvc.yaml from the stage declaration (checked in; tests/test_pipeline.py checks it
+# is current): `snakemake --cores 1 --forcerun dvc_yaml dvc_yaml`.
+rule dvc_yaml:
+    input:
+        "nasflow/pipeline/stages.py",
+        "workflow/config.yaml",
+    output:
+        "dvc.yaml",
+    log:
+        "runs/logs/dvc_yaml.log",
+    conda:
+        ENV
+    shell:
+        "python -m nasflow.pipeline dvc-yaml --out {output} > {log} 2>&1"

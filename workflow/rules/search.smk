@@ -1,4 +1,5 @@
 # Stage 1: open the MLflow parent run of one (profile, dataset, method, seed), then search.
+# Paths, inputs, outputs and shell commands: nasflow/pipeline/stages.py (shared with dvc.yaml).
 
 
 # The parent run groups the search / retrain / evaluate child runs of one seed. It reads only
@@ -6,35 +7,26 @@
 # search or retrain value must not open a new parent (and rerun everything below it).
 rule track_parent:
     output:
-        f"{RUN}/parent.json",
+        **stage_outputs("track_parent"),
     params:
-        cli=lambda wc: PC.cli,
-        args=lambda wc: params_args(run_params(wc)),
-        name=lambda wc: run_name(wc),
+        **stage_params("track_parent"),
     log:
-        f"{RUN}/logs/track_parent.log",
+        stage_log("track_parent"),
     conda:
         ENV
     shell:
-        "{params.cli} track-parent {params.args} --name {params.name} --out {output} > {log} 2>&1"
+        stage_shell("track_parent")
 
 
 rule search:
     input:
-        params=run_params,
-        parent=f"{RUN}/parent.json",
+        **stage_inputs("search"),
     output:
-        search=f"{RUN}/search/search.json",
-        config=f"{RUN}/search/config.json",
-        genotype=f"{RUN}/search/genotype.json",
+        **stage_outputs("search"),
     params:
-        cli=lambda wc: PC.cli,
-        args=cli_args,
-        out=f"{RUN}/search",
-        checkpoints=f"{CKPT}/search",
-        name=lambda wc: run_name(wc, "search"),
+        **stage_params("search"),
     log:
-        f"{RUN}/logs/search.log",
+        stage_log("search"),
     threads: SEARCH_RES["threads"]
     resources:
         gpu=SEARCH_RES["gpu"],
@@ -43,6 +35,4 @@ rule search:
     conda:
         ENV
     shell:
-        "{params.cli} search {params.args} --set runtime.threads={threads}"
-        " --out {params.out} --checkpoint-dir {params.checkpoints}"
-        " --run-name {params.name} --parent-run-id {input.parent} > {log} 2>&1"
+        stage_shell("search")

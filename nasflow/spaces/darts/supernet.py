@@ -17,13 +17,15 @@ from torch import nn
 from nasflow.spaces.base import ActiveOps
 from nasflow.spaces.ops import (
     FactorizedReduce,
+    FusesMixing,
     LazyReLU,
     ReLUConvBN,
     SharesReLU,
     build_op,
     run_op,
-    set_switch,
+    set_fused_mixing,
 )
+
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet's channel shuffle (PC-DARTS ``channel_shuffle``): view the channels as
@@ -107,10 +109,8 @@ class MixedOp(nn.Module):
         return into.add_(out) if fused else into + out
 
 
-class SearchCell(SharesReLU, nn.Module):
-    #: ``runtime.fused_mixing``: each node's sum over its edges and ops is one chain of in-place
-    #: multiply-adds (one tensor written per op) instead of a product and a sum per op.
-    fused_mixing: bool = False
+class SearchCell(SharesReLU, FusesMixing, nn.Module):
+    """One DARTS search cell (``runtime.fused_mixing``: see :class:`FusesMixing`)."""
 
     def __init__(self, space, C_pp: int, C_p: int, C: int, reduction: bool,
                  reduction_prev: bool, partial_channels: int = 1):
@@ -215,7 +215,4 @@ class SearchNetwork(SharesReLU, nn.Module):
         return (logits, features) if return_features else logits
 
 
-def set_fused_mixing(model: nn.Module, enabled: bool) -> int:
-    """Switch ``runtime.fused_mixing`` on or off in every search cell of ``model``; returns how
-    many cells it applies to."""
-    return set_switch(model, SearchCell, "fused_mixing", enabled)
+__all__ = ["MixedOp", "SearchCell", "SearchNetwork", "channel_shuffle", "set_fused_mixing"]
