@@ -33,6 +33,18 @@ def load_builtin_spaces() -> dict[str, type[SearchSpace]]:
         except ModuleNotFoundError as exc:
             if exc.name != module:  # a built-in space's own import failed: a real error
                 raise
+    # one order whatever was imported first (the config union and its schema follow it):
+    # built-in modules in BUILTIN_SPACES order, then any others, each in registration order
+    def rank(name: str) -> int:
+        module = SPACES[name].__module__
+        hits = [i for i, m in enumerate(BUILTIN_SPACES) if module == m or module.startswith(m + ".")]
+        return hits[0] if hits else len(BUILTIN_SPACES)
+
+    ordered = sorted(SPACES, key=rank)
+    if list(SPACES) != ordered:
+        items = {name: SPACES[name] for name in ordered}
+        SPACES.clear()
+        SPACES.update(items)
     return SPACES
 
 
