@@ -191,6 +191,12 @@ class SearchSpace(ABC):
         """The ``build_supernet`` options this space honours."""
         return frozenset()
 
+    def check_supernet_options(self, options: dict[str, Any]) -> None:
+        """Refuse ``build_supernet`` options this space does not honour."""
+        unknown = set(options) - self.supernet_options()
+        if unknown:
+            raise ValueError(f"space {self.name!r} cannot build a supernet with {sorted(unknown)}")
+
     def supports_ops(self, ops: set[str]) -> bool:
         """Whether every op in ``ops`` exists in this space."""
         return ops <= set(self.op_names())

@@ -104,9 +104,7 @@ class DartsLikeSpace(SearchSpace):
 
     def build_supernet(self, *, C: int, layers: int, num_classes: int, in_channels: int,
                        **options: Any) -> SearchNetwork:
-        unknown = set(options) - self.supernet_options()
-        if unknown:
-            raise ValueError(f"space {self.name!r} cannot build a supernet with {sorted(unknown)}")
+        self.check_supernet_options(options)
         return SearchNetwork(self, C, num_classes, layers, in_channels,
                              partial_channels=options.get("partial_channels", 1))
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from nasflow.spaces.base import ActiveOps
+from nasflow.spaces.mixing import MixedOpBase, channel_shuffle, partial_width
 from nasflow.spaces.ops import (
     FactorizedReduce,
     FusesMixing,
@@ -27,86 +28,17 @@ from nasflow.spaces.ops import (
 )
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet's channel shuffle (PC-DARTS ``channel_shuffle``): view the channels as
-    (groups, C / groups), transpose to (C / groups, groups), flatten."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
-class MixedOp(nn.Module):
-    """All candidate ops of one edge; ``forward`` sums ``w_k * op_k(x)`` over active ``k``.
-
-    ``partial_channels = K > 1`` (PC-DARTS Eq. 2): only the first ``C / K`` channels go through
-    the ops (built with ``C / K`` channels); the other channels bypass them (a 2x2 max pool on a
-    strided edge), are concatenated after the mixed channels, and the result is channel-shuffled
-    with ``K`` groups."""
+class MixedOp(MixedOpBase):
+    """The DARTS mixed op (:class:`~nasflow.spaces.mixing.MixedOpBase`): the space's ops at
+    ``stride``, pools followed by BN(affine=False) as in DARTS; with partial channels the
+    bypassed channels of a strided edge go through a 2x2 max pool (PC-DARTS)."""
 
     def __init__(self, C: int, stride: int, ops: Sequence[str], partial_channels: int = 1):
-        super().__init__()
+        C_op = partial_width(C, partial_channels)
+        super().__init__((nn.Identity() if name == "none" else build_op(name, C_op, stride, affine=False)
+                          for name in ops), partial_channels,
+                         nn.MaxPool2d(2, 2) if partial_channels > 1 and stride > 1 else None)
         self.stride = stride
-        self.k = partial_channels
-        if C % partial_channels:
-            raise ValueError(f"partial channels: C={C} is not divisible by K={partial_channels}")
-        C_op = C // partial_channels
-        # 'none' gets a placeholder so column indices line up with the alpha columns.
-        self.ops = nn.ModuleList(
-            nn.Identity() if name == "none" else build_op(name, C_op, stride, affine=False)
-            for name in ops
-        )
-        self.bypass_pool = nn.MaxPool2d(2, 2) if partial_channels > 1 and stride > 1 else None
-        self.relu_cols = frozenset(k for k, op in enumerate(self.ops)
-                                   if getattr(op, "opens_with_relu", False))
-
-    def wants_relu(self, active: tuple[int, ...]) -> bool:
-        """Whether an op that opens with a ReLU runs this step on the whole input (host-side, no
-        sync); partial-channel ops read a channel slice and apply their own ReLU."""
-        return self.k == 1 and not self.relu_cols.isdisjoint(active)
-
-    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor], active: tuple[int, ...],
-                relu_x: torch.Tensor | None = None, into: torch.Tensor | None = None,
-                fused: bool = False, edge_weight: torch.Tensor | None = None):
-        """``relu_x``: ``relu(x)`` computed once by the cell for every op reading ``x``.
-
-        ``fused`` (``runtime.fused_mixing``): add each ``w_k * op_k(x)`` in place to the running
-        sum, starting from ``into`` (the node's sum over its earlier edges), one multiply-add
-        per op. Autograd allows it: no backward needs the running sum itself, only the op
-        outputs and weights, which it keeps.
-
-        ``edge_weight`` (PC-DARTS edge normalisation): a scalar multiplying the whole edge
-        output (with partial channels, the bypassed channels too)."""
-        if self.k > 1:
-            return self._partial(x, weights, active, into, fused, edge_weight)
-        if edge_weight is not None:
-            weights = [w * edge_weight for w in weights]
-        out = into
-        for k in active:
-            y = run_op(self.ops[k], x, relu_x)
-            if out is None:
-                out = weights[k] * y
-            elif fused:
-                out = out.addcmul_(y, weights[k])
-            else:
-                out = out + weights[k] * y
-        return out  # None: every executed op was 'none' or dropped (the edge is zero)
-
-    def _partial(self, x, weights, active, into, fused, edge_weight=None):
-        c = x.shape[1] // self.k
-        part, rest = x[:, :c], x[:, c:]
-        mixed = None
-        for k in active:
-            y = self.ops[k](part)
-            mixed = weights[k] * y if mixed is None else mixed + weights[k] * y
-        if self.bypass_pool is not None:
-            rest = self.bypass_pool(rest)
-        if mixed is None:  # every executed op was 'none' or dropped: zero mixed channels
-            mixed = rest.new_zeros(rest.shape[0], c, *rest.shape[2:])
-        out = channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
-        if edge_weight is not None:
-            out = out * edge_weight
-        if into is None:
-            return out
-        return into.add_(out) if fused else into + out
 
 
 class SearchCell(SharesReLU, FusesMixing, nn.Module):

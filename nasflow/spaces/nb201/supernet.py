@@ -23,72 +23,24 @@ import torch
 from torch import nn
 
 from nasflow.spaces.base import ActiveOps
-from nasflow.spaces.darts.supernet import channel_shuffle
+from nasflow.spaces.mixing import MixedOpBase, partial_width
 from nasflow.spaces.nb201.ops import ResNetBasicblock, build_op, head, stage_channels, stem
-from nasflow.spaces.ops import FusesMixing, LazyReLU, SharesReLU, run_op
+from nasflow.spaces.ops import FusesMixing, LazyReLU, SharesReLU
 
 CELL = "cell"
 
 
-class MixedOp(nn.Module):
-    """All candidate ops of one edge; ``forward`` sums ``w_k * op_k(x)`` over active ``k``.
-    ``partial_channels = K > 1``: only the first ``C / K`` channels go through the ops, the
-    rest bypass them and the result is channel-shuffled with ``K`` groups (PC-DARTS Eq. 2)."""
+class MixedOp(MixedOpBase):
+    """The NB201 mixed op (:class:`~nasflow.spaces.mixing.MixedOpBase`): the 5 ops at stride 1
+    with BN(affine=False) and the ``track_running_stats`` switch; with partial channels the
+    first ``C / K`` channels go through the ops (PC-DARTS Eq. 2)."""
 
     def __init__(self, C: int, ops: Sequence[str], track_running_stats: bool,
                  partial_channels: int = 1):
-        super().__init__()
-        if C % partial_channels:
-            raise ValueError(f"partial channels: C={C} is not divisible by K={partial_channels}")
-        self.k = partial_channels
-        C_op = C // partial_channels
-        # 'none' gets a placeholder so that module indices are the alpha columns
-        self.ops = nn.ModuleList(
-            nn.Identity() if name == "none"
-            else build_op(name, C_op, C_op, 1, affine=False, track_running_stats=track_running_stats)
-            for name in ops)
-        self.relu_cols = frozenset(k for k, op in enumerate(self.ops)
-                                   if getattr(op, "opens_with_relu", False))
-
-    def wants_relu(self, active: tuple[int, ...]) -> bool:
-        return self.k == 1 and not self.relu_cols.isdisjoint(active)
-
-    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor], active: tuple[int, ...],
-                relu_x: torch.Tensor | None = None, into: torch.Tensor | None = None,
-                fused: bool = False, edge_weight: torch.Tensor | None = None):
-        """As the DARTS ``MixedOp``: ``relu_x`` is ``relu(x)`` shared by the cell, ``into`` the
-        node's running sum (``fused``: added in place), ``edge_weight`` a factor on the whole
-        edge. Returns None when no op ran and there is no running sum."""
-        if self.k > 1:
-            return self._partial(x, weights, active, into, fused, edge_weight)
-        if edge_weight is not None:
-            weights = [w * edge_weight for w in weights]
-        out = into
-        for k in active:
-            y = run_op(self.ops[k], x, relu_x)
-            if out is None:
-                out = weights[k] * y
-            elif fused:
-                out = out.addcmul_(y, weights[k])
-            else:
-                out = out + weights[k] * y
-        return out
-
-    def _partial(self, x, weights, active, into, fused, edge_weight):
-        c = x.shape[1] // self.k
-        part, rest = x[:, :c], x[:, c:]
-        mixed = None
-        for k in active:
-            y = self.ops[k](part)
-            mixed = weights[k] * y if mixed is None else mixed + weights[k] * y
-        if mixed is None:
-            mixed = torch.zeros_like(part)
-        out = channel_shuffle(torch.cat([mixed, rest], dim=1), self.k)
-        if edge_weight is not None:
-            out = out * edge_weight
-        if into is None:
-            return out
-        return into.add_(out) if fused else into + out
+        C_op = partial_width(C, partial_channels)
+        super().__init__((nn.Identity() if name == "none" else build_op(
+            name, C_op, C_op, 1, affine=False, track_running_stats=track_running_stats)
+            for name in ops), partial_channels)
 
 
 class SearchCell(SharesReLU, FusesMixing, nn.Module):
